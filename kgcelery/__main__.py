@@ -1,0 +1,5 @@
+"""python -m kgcelery"""
+
+from kgcelery.cli import main
+
+main()

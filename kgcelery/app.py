@@ -1,0 +1,69 @@
+"""The Celery app: ``celery -A kgcelery.app worker -Q client.af-9`` works as written.
+
+Reliability defaults for this workload: late acks and reject-on-worker-lost (a worker
+killed mid-task leaves its task to be redelivered), no prefetch (a busy worker does
+not sit on tasks another could run), a visibility timeout longer than any task, JSON
+only. A task for client ``af-9`` is routed to ``client.af-9``; control tasks go to
+``control``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from kgcelery.clients import CONTROL_QUEUE, queue_for
+from kgcelery.settings import Settings
+
+#: Tasks whose first argument is a client id; they run on that client's queue.
+CLIENT_TASK_PREFIX = "kgcelery.ingest_"
+
+
+def route_task(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+               options: dict[str, Any], task: Any = None, **_: Any) -> dict[str, str] | None:
+    """Celery router: ``kgcelery.ingest_*`` to its client's queue, the rest to control."""
+    if name.startswith(CLIENT_TASK_PREFIX):
+        client_id = args[0] if args else kwargs.get("client_id")
+        return {"queue": queue_for(client_id)}
+    if name.startswith("kgcelery."):
+        return {"queue": CONTROL_QUEUE}
+    return None
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings``."""
+    celery_app = Celery("kgcelery", include=["kgcelery.tasks", "kgcelery.control.tasks"])
+    celery_app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "fanout_prefix": True,
+            "fanout_patterns": True,
+        },
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_time_limit=settings.task_time_limit_s,
+        task_default_queue=CONTROL_QUEUE,
+        task_routes=(route_task,),
+        worker_prefetch_multiplier=1,
+        worker_disable_prefetch=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+        timezone="UTC",
+    )
+    from beat_schedule import build_schedule
+
+    celery_app.conf.beat_schedule = build_schedule(settings)
+    return celery_app
+
+
+settings = Settings()
+app = create_app(settings)

@@ -1,0 +1,79 @@
+"""Group routed records into batches per (client, kind): pure, the clock is passed in.
+
+A batch is ready when it reaches ``max_records`` or ``max_bytes``, or when its oldest
+record has waited ``max_wait`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kgcelery.bridge.offsets import TopicPartition
+from kgcelery.bridge.routing import Routed
+
+
+@dataclass
+class Batch:
+    """Records of one client and kind, with where each came from."""
+
+    client_id: str
+    kind: str
+    started_at: float
+    records: list[Any] = field(default_factory=list)
+    #: [topic, partition, offset, entity] per record, parallel to ``records``.
+    origins: list[list[Any]] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, routed: Routed, tp: TopicPartition, offset: int) -> None:
+        self.records.append(routed.value)
+        self.origins.append([tp[0], tp[1], offset, routed.entity])
+        self.size += routed.size
+
+    def offsets(self) -> list[tuple[TopicPartition, int]]:
+        return [((topic, partition), offset) for topic, partition, offset, _ in self.origins]
+
+
+class Batcher:
+    """Holds open batches; hands them out when they are ready."""
+
+    def __init__(self, *, max_records: int, max_bytes: int, max_wait: float) -> None:
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.max_wait = max_wait
+        self._open: dict[tuple[str, str], Batch] = {}
+        self.pending_bytes = 0
+        self.pending_records = 0
+
+    def add(self, routed: Routed, tp: TopicPartition, offset: int, now: float) -> Batch | None:
+        """Add a record; return its batch if that batch is now full."""
+        key = (routed.client_id, routed.kind)
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = Batch(routed.client_id, routed.kind, now)
+        batch.add(routed, tp, offset)
+        self.pending_bytes += routed.size
+        self.pending_records += 1
+        if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
+            return self._take(key)
+        return None
+
+    def due(self, now: float) -> list[Batch]:
+        """Batches whose oldest record has waited long enough."""
+        keys = [key for key, batch in self._open.items()
+                if now - batch.started_at >= self.max_wait]
+        return [self._take(key) for key in keys]
+
+    def drain_kinds(self, kinds: frozenset[str]) -> list[Batch]:
+        """Every open batch of these kinds, whatever its age."""
+        return [self._take(key) for key in list(self._open) if key[1] in kinds]
+
+    def drain(self) -> list[Batch]:
+        """Every open batch (on shutdown or partition revocation)."""
+        return [self._take(key) for key in list(self._open)]
+
+    def _take(self, key: tuple[str, str]) -> Batch:
+        batch = self._open.pop(key)
+        self.pending_bytes -= batch.size
+        self.pending_records -= len(batch.records)
+        return batch

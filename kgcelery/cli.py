@@ -1,0 +1,193 @@
+"""``kgcelery``: the front door for people and scripts.
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 unknown client,
+4 embedded stack error, 5 a service (Redis, Kafka, graph) is unreachable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import redis
+from pydantic import ValidationError
+
+from kgcelery import logsetup
+from kgcelery.errors import (
+    GraphUnavailableError,
+    InvalidClientIdError,
+    KgceleryError,
+    StackError,
+    UnknownClientError,
+)
+from kgcelery.settings import Settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNKNOWN_CLIENT, EXIT_STACK, EXIT_UNAVAILABLE = range(6)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"kgcelery: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(command: F) -> F:
+    """Turn our errors into one clear line and a named exit code, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (UnknownClientError, InvalidClientIdError) as exc:
+            _fail(str(exc), EXIT_UNKNOWN_CLIENT)
+        except StackError as exc:
+            _fail(str(exc), EXIT_STACK)
+        except (GraphUnavailableError, redis.ConnectionError) as exc:
+            _fail(f"a service is unreachable: {exc}", EXIT_UNAVAILABLE)
+        except KgceleryError as exc:
+            _fail(str(exc), EXIT_FAILURE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"KGCELERY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        _fail(f"invalid configuration: {problems}", EXIT_USAGE)
+        raise  # unreachable
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (Ctrl-C), for loops that stop cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="How much to log.")
+@click.version_option(package_name="kgcelery")
+def main(log_level: str) -> None:
+    """kgcelery: Kubernetes telemetry from many client clusters into one knowledge graph
+    per client, on Celery.
+
+    Every setting is an environment variable KGCELERY_<NAME> (see the README).
+    """
+    logsetup.configure(log_level)
+
+
+@main.command()
+@click.option("--demo/--no-demo", default=True, show_default=True,
+              help="Run the demo producer that plays several client clusters.")
+@click.option("--flower/--no-flower", default=True, show_default=True,
+              help="Serve Flower on KGCELERY_FLOWER_PORT.")
+@click.option("--status-interval", default=5.0, show_default=True,
+              help="Seconds between status lines.")
+@friendly_errors
+def up(demo: bool, flower: bool, status_interval: float) -> None:
+    """Run everything on this machine until Ctrl-C.
+
+    Starts the embedded stack (Tansu, Redis, FalkorDB), the bridge, beat, a control
+    worker, one worker per registered client, Flower, and (unless --no-demo) a demo
+    producer; prints where everything is and a live status. Ctrl-C stops it all.
+    """
+    from kgcelery.up import run_everything
+
+    run_everything(load_settings(), demo=demo, flower=flower, status_interval=status_interval)
+
+
+@main.command()
+@friendly_errors
+def down() -> None:
+    """Stop processes that an earlier run left behind (found by their pid files)."""
+    from pathlib import Path
+
+    from kgcelery.embedded.process import stop_leftovers
+
+    settings = load_settings()
+    stopped = stop_leftovers(Path(settings.state_dir).resolve() / "run")
+    click.echo("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+
+
+@main.command()
+@friendly_errors
+def bridge() -> None:
+    """Run the Kafka bridge until SIGTERM or Ctrl-C (then it flushes and commits)."""
+    from kgcelery.app import create_app
+    from kgcelery.bridge.runner import Bridge
+    from kgcelery.control.registry import Registry
+
+    settings = load_settings()
+    stop = stop_on_signals()
+    registry = Registry.from_url(settings.registry_url)
+    Bridge(settings, app=create_app(settings), registry=registry).run(stop)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@friendly_errors
+def clients(as_json: bool) -> None:
+    """List registered clients: cluster, state, last heartbeat age, queue depth."""
+    from kgcelery.control.queues import queue_depth
+    from kgcelery.control.registry import Registry
+
+    settings = load_settings()
+    registry = Registry.from_url(settings.registry_url)
+    now = time.time()
+    rows = []
+    for record in registry.all():
+        seen = record.last_seen
+        rows.append({
+            "client": record.client_id, "cluster": record.cluster_name, "state": record.state,
+            "last_heartbeat_age_s": round(now - seen, 1) if seen else None,
+            "queue_depth": queue_depth(registry.redis, record.client_id),
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no clients registered yet")
+        return
+    click.echo(f"{'CLIENT':<24} {'CLUSTER':<20} {'STATE':<9} {'SEEN':>8} {'QUEUE':>7}")
+    for row in rows:
+        age = row["last_heartbeat_age_s"]
+        click.echo(f"{row['client']:<24} {row['cluster']:<20} {row['state']:<9} "
+                   f"{'-' if age is None else f'{age:.0f}s':>8} {row['queue_depth']:>7}")
+
+
+@main.command()
+@click.option("--clients", "client_count", default=3, show_default=True,
+              type=click.IntRange(1, 50), help="How many client clusters to play.")
+@click.option("--rate", default=20.0, show_default=True,
+              help="Telemetry records per second per client (roughly).")
+@click.option("--duration", default=0.0, show_default=True,
+              help="Seconds to run; 0 runs until Ctrl-C.")
+@friendly_errors
+def demo(client_count: int, rate: float, duration: float) -> None:
+    """Play simulated client clusters into Kafka: registration, heartbeats, telemetry."""
+    from kgcelery.demo.producer import run_demo
+
+    run_demo(load_settings(), clients=client_count, rate=rate, duration=duration,
+             stop=stop_on_signals())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,180 @@
+"""The client registry in Redis, shared by every bridge process, beat and the CLI.
+
+Keys (all under ``kgcelery:``):
+    ``clients``            set of every client ever registered (for listings)
+    ``registered``         set of clients whose records the bridge accepts
+    ``client:<id>``        hash: cluster_name, version, metadata (JSON), registered_at,
+                           last_heartbeat, state, state_since, desired_workers, pinned_workers
+    ``transitions``        capped list of state transitions (JSON), newest first
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from kgcelery.clients import validate_client_id
+
+log = logging.getLogger(__name__)
+
+PREFIX = "kgcelery:"
+CLIENTS_KEY = PREFIX + "clients"
+REGISTERED_KEY = PREFIX + "registered"
+TRANSITIONS_KEY = PREFIX + "transitions"
+TRANSITIONS_KEPT = 1000
+
+ACTIVE, STALE, DRAINING, RETIRED = "active", "stale", "draining", "retired"
+STATES = (ACTIVE, STALE, DRAINING, RETIRED)
+
+
+def client_key(client_id: str) -> str:
+    return f"{PREFIX}client:{validate_client_id(client_id)}"
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """What the registry knows of one client."""
+
+    client_id: str
+    cluster_name: str = ""
+    version: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    registered_at: float | None = None
+    last_heartbeat: float | None = None
+    state: str = ACTIVE
+    state_since: float | None = None
+    desired_workers: int | None = None
+    pinned_workers: int | None = None
+
+    @property
+    def last_seen(self) -> float | None:
+        """The latest sign of life: a heartbeat, or else the registration."""
+        seen = [t for t in (self.last_heartbeat, self.registered_at) if t is not None]
+        return max(seen) if seen else None
+
+    @classmethod
+    def from_hash(cls, client_id: str, raw: dict[bytes, bytes]) -> ClientRecord:
+        values = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def number(name: str) -> float | None:
+            text = values.get(name)
+            return float(text) if text not in (None, "") else None
+
+        def count(name: str) -> int | None:
+            text = values.get(name)
+            return int(text) if text not in (None, "") else None
+
+        return cls(
+            client_id=client_id,
+            cluster_name=values.get("cluster_name", ""),
+            version=values.get("version", ""),
+            metadata=json.loads(values.get("metadata") or "{}"),
+            registered_at=number("registered_at"),
+            last_heartbeat=number("last_heartbeat"),
+            state=values.get("state", ACTIVE),
+            state_since=number("state_since"),
+            desired_workers=count("desired_workers"),
+            pinned_workers=count("pinned_workers"),
+        )
+
+
+class Registry:
+    """Read and change the registry; every method is one short Redis round trip or two."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> Registry:
+        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def register(self, client_id: str, *, cluster_name: str = "", version: str = "",
+                 metadata: dict[str, Any] | None = None, registered_at: float | None = None,
+                 now: float | None = None) -> ClientRecord:
+        """Register (or re-register) a client; it becomes active."""
+        key = client_key(client_id)
+        now = time.time() if now is None else now
+        previous = self.get(client_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={
+            "cluster_name": cluster_name,
+            "version": version,
+            "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
+            "registered_at": registered_at if registered_at is not None else now,
+        })
+        pipe.sadd(CLIENTS_KEY, client_id)
+        pipe.sadd(REGISTERED_KEY, client_id)
+        pipe.execute()
+        if previous is None or previous.state != ACTIVE:
+            self.set_state(client_id, ACTIVE, reason="registered", now=now)
+        record = self.get(client_id)
+        assert record is not None
+        return record
+
+    def deregister(self, client_id: str, *, now: float | None = None) -> ClientRecord | None:
+        """A registry tombstone: stop accepting records; the client drains, then retires."""
+        if self.get(client_id) is None:
+            return None
+        self.redis.srem(REGISTERED_KEY, client_id)
+        self.set_state(client_id, DRAINING, reason="deregistered", now=now)
+        return self.get(client_id)
+
+    def heartbeat(self, client_id: str, at: float) -> bool:
+        """Record a sign of life (monotonic); False if the client is not registered."""
+        key = client_key(client_id)
+        if not self.redis.sismember(REGISTERED_KEY, client_id):
+            return False
+        # Monotonic max: a replayed old heartbeat never moves the time back.
+        current = self.redis.hget(key, "last_heartbeat")
+        if current is None or float(current) < at:
+            self.redis.hset(key, "last_heartbeat", at)
+        state = self.redis.hget(key, "state")
+        if state is not None and state.decode() in (STALE, RETIRED):
+            self.set_state(client_id, ACTIVE, reason="heartbeat resumed")
+        return True
+
+    def set_state(self, client_id: str, state: str, *, reason: str,
+                  now: float | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown client state {state!r}")
+        now = time.time() if now is None else now
+        key = client_key(client_id)
+        old = self.redis.hget(key, "state")
+        old_state = old.decode() if old else None
+        if old_state == state:
+            return
+        transition = {"client_id": client_id, "from": old_state, "to": state,
+                      "reason": reason, "at": now}
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"state": state, "state_since": now})
+        pipe.lpush(TRANSITIONS_KEY, json.dumps(transition))
+        pipe.ltrim(TRANSITIONS_KEY, 0, TRANSITIONS_KEPT - 1)
+        pipe.execute()
+        log.info("client %s: %s -> %s (%s)", client_id, old_state, state, reason)
+
+    def get(self, client_id: str) -> ClientRecord | None:
+        raw = self.redis.hgetall(client_key(client_id))
+        return ClientRecord.from_hash(client_id, raw) if raw else None
+
+    def all(self) -> list[ClientRecord]:
+        ids = sorted(member.decode() for member in self.redis.smembers(CLIENTS_KEY))
+        pipe = self.redis.pipeline()
+        for client_id in ids:
+            pipe.hgetall(client_key(client_id))
+        return [ClientRecord.from_hash(client_id, raw)
+                for client_id, raw in zip(ids, pipe.execute(), strict=True) if raw]
+
+    def registered_ids(self) -> set[str]:
+        """Clients whose records the bridge accepts."""
+        return {member.decode() for member in self.redis.smembers(REGISTERED_KEY)}
+
+    def transitions(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in self.redis.lrange(TRANSITIONS_KEY, 0, limit - 1)]

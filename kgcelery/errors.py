@@ -1,0 +1,48 @@
+"""The error tree of kgcelery; every error says what happened and what to do."""
+
+from __future__ import annotations
+
+
+class KgceleryError(Exception):
+    """Base of every error kgcelery raises on purpose."""
+
+
+class InvalidClientIdError(KgceleryError, ValueError):
+    """A client id does not match ``^[a-z][a-z0-9-]{1,61}[a-z0-9]$``."""
+
+
+class BadKeyError(KgceleryError, ValueError):
+    """A Kafka record key has no ``<client>::`` prefix."""
+
+
+class RejectedRecordError(KgceleryError):
+    """A record that must go to a dead-letter topic; ``reason`` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class UnknownClientError(KgceleryError):
+    """An operation names a client that is not in the registry."""
+
+
+class StackError(KgceleryError):
+    """The embedded stack could not start or stop."""
+
+
+class StaleProcessError(StackError):
+    """A process from an earlier run still holds the state directory or a port."""
+
+
+class BinaryNotFoundError(StackError):
+    """An embedded server binary is missing."""
+
+
+class GraphUnavailableError(KgceleryError):
+    """The graph database cannot be reached right now (transient; retry later)."""
+
+
+class DeadLetterError(KgceleryError):
+    """A dead letter could not be written; the batch must not be committed or acked."""

@@ -1,0 +1,41 @@
+"""The one small interface every graph backend implements.
+
+Contract:
+- ``run(client_id, query, params)`` runs one parameterized Cypher statement against
+  that client's graph and returns its rows. The client id is validated before it names
+  a graph or database. Queries are built only from allow-listed labels (see
+  :mod:`kgcelery.graph.model`); values always travel as parameters.
+- A backend that cannot reach its database raises :class:`GraphUnavailableError`
+  (transient: the task retries); a bad query raises the backend's own error.
+- ``ensure_schema(client_id)`` creates what a client's graph needs (indexes, and a
+  database where the backend has one per client); it is idempotent and cheap to repeat.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+
+class GraphStore(ABC):
+    """A graph database holding one knowledge graph per client."""
+
+    @abstractmethod
+    def run(self, client_id: str, query: str,
+            params: dict[str, Any] | None = None) -> list[list[Any]]:
+        """Run one parameterized statement on a client's graph; return its rows."""
+
+    @abstractmethod
+    def ensure_schema(self, client_id: str) -> None:
+        """Create the client's graph, indexes and constraints if missing (idempotent)."""
+
+    @abstractmethod
+    def drop(self, client_id: str) -> None:
+        """Delete a client's whole graph (ops and tests only)."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True if the database answers."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections."""

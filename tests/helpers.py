@@ -1,0 +1,103 @@
+"""Helpers the integration tests share: processes, producing, waiting."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from kgcelery.embedded.process import ManagedProcess
+from kgcelery.kafka import producer_config
+from kgcelery.settings import Settings
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str,
+             interval: float = 0.2) -> Any:
+    """Poll until ``condition()`` is truthy; fail the test with ``what`` if it never is."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def produce(settings: Settings, topic: str, records: Iterable[tuple[Any, Any]]) -> int:
+    """Produce (key, value) pairs; values that are not bytes/None are JSON-encoded."""
+    producer = Producer(producer_config(settings))
+    count = 0
+    for key, value in records:
+        if value is not None and not isinstance(value, bytes):
+            value = json.dumps(value).encode()
+        if isinstance(key, str):
+            key = key.encode()
+        producer.produce(topic, key=key, value=value)
+        count += 1
+        if count % 10_000 == 0:
+            producer.flush()
+    assert producer.flush(30) == 0, "some records were not delivered to Kafka"
+    return count
+
+
+def read_topic(settings: Settings, topic: str, *, expect: int, timeout: float = 30.0) -> list[Any]:
+    """Read at least ``expect`` messages of a topic from the beginning (no group commit)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": f"reader-{time.monotonic_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+    consumer.subscribe([topic])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(messages) < expect and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is None:
+                    messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+class Processes:
+    """Starts kgcelery and Celery processes for a test and stops them all afterwards."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.started: list[ManagedProcess] = []
+
+    def start(self, name: str, argv: list[str], settings: Settings | None = None,
+              ready_log: str | None = None, timeout: float = 60.0) -> ManagedProcess:
+        env = (settings or self.settings).child_env()
+        process = ManagedProcess(name, argv, run_dir=self.log_dir / "run",
+                                 log_dir=self.log_dir, env=env)
+        process.start()
+        self.started.append(process)
+        if ready_log:
+            process.wait_until(lambda: ready_log in process.tail(200), timeout=timeout,
+                               what=f"ready (log line {ready_log!r})")
+        return process
+
+    def bridge(self, settings: Settings | None = None, name: str = "bridge") -> ManagedProcess:
+        return self.start(name, [sys.executable, "-m", "kgcelery", "bridge"], settings,
+                          ready_log="assigned")
+
+    def worker(self, queues: str, settings: Settings | None = None,
+               name: str | None = None, concurrency: int = 1) -> ManagedProcess:
+        name = name or f"worker-{queues.replace(',', '+')}"
+        argv = [sys.executable, "-m", "celery", "-A", "kgcelery.app", "worker", "-Q", queues,
+                "-n", f"{name}@%h", "--concurrency", str(concurrency), "--loglevel", "INFO",
+                "--without-mingle", "--without-gossip"]
+        return self.start(name, argv, settings, ready_log="ready.")
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            process.stop(timeout=15)
+        self.started.clear()

@@ -1,0 +1,108 @@
+"""The thin end-to-end slice: Kafka → bridge → per-client Celery workers → FalkorDB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kgcelery.clients import queue_for
+from kgcelery.deadletter import headers_of
+from kgcelery.graph import GraphStore
+from kgcelery.settings import Settings
+from tests.conftest import topic_of
+from tests.helpers import Processes, produce, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _items(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["items"]
+
+
+def _count(graph: GraphStore, client: str, query: str) -> int:
+    try:
+        return int(graph.run(client, query)[0][0])
+    except Exception:  # the graph does not exist yet
+        return 0
+
+
+def _register(settings: Settings, *clients: str) -> None:
+    produce(settings, topic_of(settings, "registry"),
+            [(f"{c}::registry", {"client_id": c, "cluster_name": f"{c}-cluster",
+                                 "version": "1.0", "registered_at": "2026-11-27T10:00:00Z"})
+             for c in clients])
+
+
+def test_two_clients_get_exactly_their_own_events(
+        test_settings: Settings, processes: Processes, graph: GraphStore,
+        client_ids: list[str], corpus: Path) -> None:
+    a, b = client_ids[:2]
+    events_a = _items(corpus / "events/troubleshoot-k3s-bundle-2025-09-11/default.json")
+    events_b = _items(corpus / "events/troubleshoot-analyzer-fixtures/message-image-pull-fail.json")
+    _register(test_settings, a, b)
+    processes.bridge()
+    processes.worker(f"{queue_for(a)},{queue_for(b)}")
+    topic = topic_of(test_settings, "event")
+    produce(test_settings, topic,
+            [(f"{a}::event::{e['metadata']['uid']}", e) for e in events_a]
+            + [(f"{b}::event::{e['metadata']['uid']}", e) for e in events_b])
+
+    for client, events in ((a, events_a), (b, events_b)):
+        wait_for(lambda c=client, n=len(events): _count(
+            graph, c, "MATCH (e:Event) RETURN count(e)") == n,
+            timeout=60, what=f"{len(events)} events in {client}'s graph")
+
+    for client, own, other in ((a, events_a, events_b), (b, events_b, events_a)):
+        ids = {row[0] for row in graph.run(client, "MATCH (e:Event) RETURN e.id")}
+        assert ids == {e["metadata"]["uid"] for e in own}
+        assert not ids & {e["metadata"]["uid"] for e in other}
+        # Every event is ABOUT the object it names, with that object's identity.
+        rows = graph.run(client, "MATCH (e:Event)-[:ABOUT]->(o:Resource) "
+                                 "RETURN e.id, o.kind, o.name")
+        about = {event_id: (kind, name) for event_id, kind, name in rows}
+        for event in own:
+            involved = event["involvedObject"]
+            assert about[event["metadata"]["uid"]] == (involved["kind"], involved["name"])
+        names = {row[0] for row in graph.run(client, "MATCH (o:Resource) RETURN o.name")}
+        assert names >= {e["involvedObject"]["name"] for e in own}
+    # The objects of the two fixtures differ; nothing of one is in the other's graph.
+    names_a = {row[0] for row in graph.run(a, "MATCH (o:Pod) RETURN o.name")}
+    names_b = {row[0] for row in graph.run(b, "MATCH (o:Pod) RETURN o.name")}
+    assert names_a and names_b and not names_a & names_b
+
+
+def test_bad_keys_and_unregistered_clients_never_reach_a_graph(
+        test_settings: Settings, processes: Processes, graph: GraphStore,
+        client_ids: list[str], corpus: Path) -> None:
+    good, ghost = client_ids[:2]
+    event = json.loads((corpus / "events/k9s/ev.json").read_text())
+    _register(test_settings, good)
+    bridge = processes.bridge()
+    processes.worker(queue_for(good))
+    topic = topic_of(test_settings, "event")
+    bad = [
+        (None, event),                                   # no key at all
+        ("no-separator-here", event),                    # no '::'
+        ("BAD_ID!::event::1", event),                    # invalid client id
+        (f"{ghost}::event::1", event),                   # never registered
+        (f"{good}::event::bad-json", b"{not json"),      # undecodable
+        (f"{good}::event::mismatch", {**event, "client_id": ghost}),  # claims another client
+    ]
+    produce(test_settings, topic, bad)
+    produce(test_settings, topic, [(f"{good}::event::ok", {**event, "client_id": good})])
+
+    wait_for(lambda: _count(graph, good, "MATCH (e:Event) RETURN count(e)") == 1,
+             timeout=60, what="the one valid event in the good client's graph")
+    letters = read_topic(test_settings, test_settings.dlq_raw_topic, expect=len(bad))
+    reasons = sorted(headers_of(m)["kg-reason"] for m in letters)
+    assert reasons == sorted(["bad-key", "bad-key", "invalid-client-id", "unregistered-client",
+                              "undecodable-json", "client-id-mismatch"])
+    for message in letters:
+        headers = headers_of(message)
+        assert headers["kg-source-topic"] == topic
+        assert headers["kg-error"]
+    assert bridge.alive(), "the bridge must survive bad input"
+    assert _count(graph, ghost, "MATCH (n) RETURN count(n)") == 0
+    assert "client_id" not in json.dumps(graph.run(good, "MATCH (e:Event) RETURN properties(e)"))
