@@ -24,8 +24,8 @@ def route_task(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                options: dict[str, Any], task: Any = None, **_: Any) -> dict[str, str] | None:
     """Celery router: ``kgcelery.ingest_*`` to its client's queue, the rest to control."""
     if name.startswith(CLIENT_TASK_PREFIX):
-        client_id = args[0] if args else kwargs.get("client_id")
-        return {"queue": queue_for(client_id)}
+        client_id = args[0] if args else kwargs.get("client_id", "")
+        return {"queue": queue_for(str(client_id))}
     if name.startswith("kgcelery."):
         return {"queue": CONTROL_QUEUE}
     return None

@@ -35,8 +35,8 @@ class DeadLetter:
     origin: tuple[str, int, int] | None = None
     client_id: str = ""
 
-    def headers(self, now: float) -> list[tuple[str, bytes]]:
-        headers = [(REASON_HEADER, self.reason.encode()),
+    def headers(self, now: float) -> list[tuple[str, str | bytes | None]]:
+        headers: list[tuple[str, str | bytes | None]] = [(REASON_HEADER, self.reason.encode()),
                    ("kg-error", self.error[:2000].encode("utf-8", "replace")),
                    ("kg-at", f"{now:.3f}".encode())]
         if self.origin is not None:
@@ -51,8 +51,10 @@ class DeadLetter:
 
 def headers_of(message: Message) -> dict[str, str]:
     """A dead letter's headers as text."""
-    return {name: (value or b"").decode("utf-8", "replace")
-            for name, value in (message.headers() or [])}
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {name: value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+            for name, value in pairs}
 
 
 class DeadLetterWriter:

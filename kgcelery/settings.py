@@ -59,6 +59,14 @@ class Settings(BaseSettings):
             batch is published as one task (500 records / 1 MB / 0.2 s).
         MAX_VALUE_BYTES: larger record values are dead-lettered as ``oversized`` (1 MB).
         REGISTRY_REFRESH_S: how often a bridge re-reads the client registry (1 s).
+        BRIDGE_MAX_PENDING_BYTES: unpublished data a bridge holds before it pauses
+            consumption (64 MB).
+        CLIENT_QUEUE_CEILING: tasks queued for one client above which it is reported
+            (10000). CLIENT_QUEUE_HARD_LIMIT: above this, its records are dead-lettered as
+            ``client-over-quota`` (0: never, the default).
+        DLQ_GUARD_RATIO / DLQ_GUARD_WINDOW: the bridge stops when this share of the last
+            window of records was dead-lettered (0.95 of 1000; ratio 1 turns it off).
+        BRIDGE_METRICS_PORT: Prometheus endpoint of the bridge (0: off).
     Celery:
         BROKER_URL: Redis URL of the Celery broker (derived from the embedded port).
         REGISTRY_URL: Redis URL of the client registry (the broker's Redis by default).
@@ -102,6 +110,12 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(default=0.2, gt=0)
     max_value_bytes: int = Field(default=1_000_000, ge=1024)
     registry_refresh_s: float = Field(default=1.0, gt=0)
+    bridge_max_pending_bytes: int = Field(default=64_000_000, ge=1_000_000)
+    client_queue_ceiling: int = Field(default=10_000, ge=1)
+    client_queue_hard_limit: int = Field(default=0, ge=0)
+    dlq_guard_ratio: float = Field(default=0.95, gt=0, le=1)
+    dlq_guard_window: int = Field(default=1000, ge=10)
+    bridge_metrics_port: int = Field(default=0, ge=0)
 
     broker_url: str = ""
     registry_url: str = ""

@@ -24,7 +24,7 @@ def _items(path: Path) -> list[dict]:
 def _count(graph: GraphStore, client: str, query: str) -> int:
     try:
         return int(graph.run(client, query)[0][0])
-    except Exception:  # the graph does not exist yet
+    except Exception:  # noqa: BLE001 - the graph does not exist yet
         return 0
 
 
@@ -50,9 +50,10 @@ def test_two_clients_get_exactly_their_own_events(
             + [(f"{b}::event::{e['metadata']['uid']}", e) for e in events_b])
 
     for client, events in ((a, events_a), (b, events_b)):
-        wait_for(lambda c=client, n=len(events): _count(
+        expected = len(events)
+        wait_for(lambda c=client, n=expected: _count(
             graph, c, "MATCH (e:Event) RETURN count(e)") == n,
-            timeout=60, what=f"{len(events)} events in {client}'s graph")
+            timeout=60, what=f"{expected} events in {client}'s graph")
 
     for client, own, other in ((a, events_a, events_b), (b, events_b, events_a)):
         ids = {row[0] for row in graph.run(client, "MATCH (e:Event) RETURN e.id")}

@@ -6,10 +6,13 @@ record has waited ``max_wait`` seconds.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgcelery.bridge.offsets import TopicPartition
+import orjson
+
+from kgcelery.bridge.offsets import Segment
 from kgcelery.bridge.routing import Routed
 
 
@@ -20,18 +23,35 @@ class Batch:
     client_id: str
     kind: str
     started_at: float
-    records: list[Any] = field(default_factory=list)
+    #: The JSON of each record, as the producer wrote it where possible.
+    records: list[bytes] = field(default_factory=list)
     #: [topic, partition, offset, entity] per record, parallel to ``records``.
     origins: list[list[Any]] = field(default_factory=list)
+    #: How many Kafka records of each offset segment this batch holds.
+    segments: Counter[Segment] = field(default_factory=Counter)
     size: int = 0
 
-    def add(self, routed: Routed, tp: TopicPartition, offset: int) -> None:
-        self.records.append(routed.value)
-        self.origins.append([tp[0], tp[1], offset, routed.entity])
+    def add(self, routed: Routed, segment: Segment, offset: int) -> None:
+        topic, partition = segment.tp
+        if len(routed.payloads) == 1:
+            self.records.append(routed.payloads[0])
+            self.origins.append([topic, partition, offset, routed.entity])
+        else:
+            for index, payload in enumerate(routed.payloads):
+                self.records.append(payload)
+                self.origins.append([topic, partition, offset, f"{routed.entity}#{index}"])
+        self.segments[segment] += 1
         self.size += routed.size
 
-    def offsets(self) -> list[tuple[TopicPartition, int]]:
-        return [((topic, partition), offset) for topic, partition, offset, _ in self.origins]
+    def settle(self) -> None:
+        """Every record of this batch has left: release its offsets."""
+        for segment, count in self.segments.items():
+            segment.settle(count)
+        self.segments.clear()
+
+    def values(self) -> list[Any]:
+        """The records decoded (control records are applied by the bridge itself)."""
+        return [orjson.loads(record) for record in self.records]
 
 
 class Batcher:
@@ -45,15 +65,15 @@ class Batcher:
         self.pending_bytes = 0
         self.pending_records = 0
 
-    def add(self, routed: Routed, tp: TopicPartition, offset: int, now: float) -> Batch | None:
+    def add(self, routed: Routed, segment: Segment, offset: int, now: float) -> Batch | None:
         """Add a record; return its batch if that batch is now full."""
         key = (routed.client_id, routed.kind)
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = Batch(routed.client_id, routed.kind, now)
-        batch.add(routed, tp, offset)
+        batch.add(routed, segment, offset)
         self.pending_bytes += routed.size
-        self.pending_records += 1
+        self.pending_records += len(routed.payloads)
         if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:
             return self._take(key)
         return None

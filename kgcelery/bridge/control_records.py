@@ -27,7 +27,8 @@ def apply_registry(registry: Registry, client_id: str, value: Any) -> None:
     )
 
 
-def apply_heartbeat(registry: Registry, client_id: str, value: Any, now: float | None = None) -> None:
+def apply_heartbeat(registry: Registry, client_id: str, value: Any,
+                    now: float | None = None) -> None:
     """A heartbeat: the client was seen now (our clock, not the client's)."""
     if not registry.heartbeat(client_id, time.time() if now is None else now):
         raise RejectedRecordError("unregistered-client",

@@ -3,17 +3,17 @@
 One consumer group reads every input topic once. Each record leaves exactly one way:
 published in a batch, applied to the registry, or dead-lettered with its reason. An
 offset is committed only when every record at or below it has left (see
-:mod:`kgcelery.bridge.offsets`). When Redis is unreachable the bridge pauses its
-partitions and retries with backoff, holding a bounded amount of data.
+:mod:`kgcelery.bridge.offsets`), and never before the dead letters are written. When
+Redis is unreachable, or too much is unpublished, the bridge pauses its partitions
+(staying in the group) and retries with backoff.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import redis
@@ -22,9 +22,13 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from kgcelery.bridge.batcher import Batch, Batcher
 from kgcelery.bridge.control_records import apply_heartbeat, apply_registry
+from kgcelery.bridge.guard import DeadLetterGuard
+from kgcelery.bridge.metrics import BridgeMetrics, publish_snapshot
 from kgcelery.bridge.offsets import OffsetTracker
-from kgcelery.bridge.publisher import TASK_FOR_KIND, TaskPublisher
-from kgcelery.bridge.routing import Routed, classify
+from kgcelery.bridge.publisher import TASK_FOR_KIND, make_publisher
+from kgcelery.bridge.quota import QueueQuota
+from kgcelery.bridge.routing import classify
+from kgcelery.control.queues import queue_depth
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import RejectedRecordError
@@ -34,10 +38,12 @@ from kgcelery.settings import Settings
 log = logging.getLogger(__name__)
 
 CONTROL_KINDS = frozenset({"registry", "heartbeat"})
-POLL_RECORDS = 2000
+POLL_RECORDS = 5000
 COMMIT_INTERVAL_S = 0.5
-STATS_INTERVAL_S = 10.0
+REPORT_INTERVAL_S = 5.0
 MAX_BACKOFF_S = 10.0
+FLUSH_TIMEOUT_S = 30.0
+_PUBLISH_ERRORS = (redis.RedisError, OSError, ConnectionError)
 
 
 class RegisteredClients:
@@ -50,8 +56,10 @@ class RegisteredClients:
         self._read_at = float("-inf")
 
     def __contains__(self, client_id: object) -> bool:
+        if client_id in self._ids:
+            return True
         now = time.monotonic()
-        if client_id not in self._ids and now - self._read_at >= self.refresh:
+        if now - self._read_at >= self.refresh:
             self._ids = self.registry.registered_ids()
             self._read_at = now
         return client_id in self._ids
@@ -61,134 +69,154 @@ class RegisteredClients:
 
     def removed(self, client_id: str) -> None:
         self._ids.discard(client_id)
+        self._read_at = float("-inf")
 
 
 class Bridge:
-    """Consumes the input topics and routes every record; see the module docstring.
-
-    :param settings: topics, group, batching limits.
-    :param app: the Celery app whose broker receives the tasks.
-    :param registry: the client registry.
-    """
+    """Consumes the input topics and routes every record; see the module docstring."""
 
     def __init__(self, settings: Settings, *, app: Celery, registry: Registry,
                  consumer: Consumer | None = None,
-                 dead_letters: DeadLetterWriter | None = None) -> None:
+                 dead_letters: DeadLetterWriter | None = None,
+                 metrics: BridgeMetrics | None = None) -> None:
         self.settings = settings
         handled = set(TASK_FOR_KIND) | CONTROL_KINDS
         self.kinds = {topic: kind for topic, kind in settings.topics.items() if kind in handled}
-        skipped = sorted(set(settings.topics) - set(self.kinds))
-        if skipped:
-            log.info("not consuming %s: no task for their kind yet", ", ".join(skipped))
+        self.control_topics = frozenset(t for t, k in self.kinds.items() if k in CONTROL_KINDS)
         self.registry = registry
         self.registered = RegisteredClients(registry, settings.registry_refresh_s)
-        self.publisher = TaskPublisher(app)
+        self.publisher = make_publisher(app, settings.broker_url)
         self.dead_letters = dead_letters or DeadLetterWriter(settings, settings.dlq_raw_topic)
         self.consumer = consumer or Consumer(consumer_config(settings))
         self.batcher = Batcher(max_records=settings.batch_max_records,
                                max_bytes=settings.batch_max_bytes,
                                max_wait=settings.batch_max_wait_s)
         self.offsets = OffsetTracker()
-        self.routed: Counter[tuple[str, str]] = Counter()
-        self.rejected: Counter[str] = Counter()
-        self.published_tasks = 0
+        self.metrics = metrics or BridgeMetrics()
+        self.guard = DeadLetterGuard(max_ratio=settings.dlq_guard_ratio,
+                                     window=settings.dlq_guard_window)
+        self.quota = QueueQuota(lambda client: queue_depth(registry.redis, client),
+                                ceiling=settings.client_queue_ceiling,
+                                hard_limit=settings.client_queue_hard_limit)
         self._undelivered: list[Batch] = []
         self._backoff = 0.0
         self._retry_at = 0.0
         self._paused = False
         self._last_commit = 0.0
-        self._last_stats = time.monotonic()
+        self._last_report = 0.0
 
     # -- the loop -----------------------------------------------------------------
     def run(self, stop: threading.Event | Callable[[], bool]) -> None:
         """Consume until ``stop`` is set; then flush, commit and leave the group."""
         should_stop = stop.is_set if isinstance(stop, threading.Event) else stop
-        self.consumer.subscribe(list(self.kinds), on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("bridge consuming %s as group %s", ", ".join(sorted(self.kinds)),
-                 self.settings.consumer_group)
+        self.subscribe()
         try:
             while not should_stop():
                 self.step()
         finally:
             self.shutdown()
 
+    def subscribe(self) -> None:
+        self.consumer.subscribe(list(self.kinds), on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("bridge consuming %s as group %s", ", ".join(sorted(self.kinds)),
+                 self.settings.consumer_group)
+
     def step(self, timeout: float = 0.1) -> int:
         """One round: consume, route, publish what is ready, commit. Returns records read."""
         messages = self.consumer.consume(POLL_RECORDS, timeout)
         now = time.monotonic()
-        control = [m for m in messages if self.kinds.get(m.topic() or "") in CONTROL_KINDS]
-        data = [m for m in messages if self.kinds.get(m.topic() or "") not in CONTROL_KINDS]
-        # Registrations first: a client's registration and first records often come together.
-        for message in control:
-            self._take(message, now)
-        self._deliver(self.batcher.drain_kinds(CONTROL_KINDS))
-        for message in data:
-            self._take(message, now)
+        self.offsets.next_poll()
+        if messages:
+            control = [m for m in messages if m.topic() in self.control_topics]
+            if control:
+                # Registrations first: a client's registration and first records often
+                # arrive in the same poll.
+                self._route(control, now, [])
+                self._deliver(self.batcher.drain_kinds(CONTROL_KINDS))
+            ready: list[Batch] = []
+            self._route([m for m in messages if m.topic() not in self.control_topics]
+                        if control else messages, now, ready)
+            self._deliver(ready)
         self._deliver(self.batcher.due(now))
         self._retry_undelivered(now)
+        self._pause_if_full()
         if now - self._last_commit >= COMMIT_INTERVAL_S:
             self.commit()
-        if now - self._last_stats >= STATS_INTERVAL_S:
-            self._log_stats()
+        if now - self._last_report >= REPORT_INTERVAL_S:
+            self._report()
         return len(messages)
 
-    def _take(self, message: Message, now: float) -> None:
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("kafka: %s", error)
-            return
-        topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
-        tp = (topic, partition)
-        self.offsets.consumed(tp, offset)
-        try:
-            routed = classify(topic, message.key(), message.value(), kinds=self.kinds,
-                              max_value_bytes=self.settings.max_value_bytes)
-            if routed.kind not in CONTROL_KINDS and routed.client_id not in self.registered:
-                raise RejectedRecordError("unregistered-client",
-                                          f"client {routed.client_id!r} is not registered")
-        except RejectedRecordError as rejection:
-            self._dead_letter(message, rejection)
-            self.offsets.finished(tp, offset)
-            return
-        full = self.batcher.add(routed, tp, offset, now)
-        if full is not None:
-            self._deliver([full])
+    def _route(self, messages: list[Message], now: float, ready: list[Batch]) -> None:
+        kinds, limit = self.kinds, self.settings.max_value_bytes
+        hard_limit = self.settings.client_queue_hard_limit
+        dead, reason = 0, ""
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka: %s", error)
+                continue
+            topic, partition, offset = message.topic() or "", message.partition(), message.offset()
+            segment = self.offsets.consumed((topic, partition or 0), offset or 0)
+            try:
+                routed = classify(topic, message.key(), message.value(), kinds=kinds,
+                                  max_value_bytes=limit)
+                if routed.kind not in CONTROL_KINDS:
+                    if routed.client_id not in self.registered:
+                        raise RejectedRecordError(
+                            "unregistered-client", f"client {routed.client_id!r} is not "
+                            "registered (replay with 'kgcelery dlq replay' once it is)")
+                    if hard_limit and self.quota.refuses(routed.client_id):
+                        raise RejectedRecordError(
+                            "client-over-quota", f"client {routed.client_id!r} has more than "
+                            f"{hard_limit} tasks queued (KGCELERY_CLIENT_QUEUE_HARD_LIMIT)")
+            except RejectedRecordError as rejection:
+                self._dead_letter(message, rejection)
+                segment.settle()
+                dead, reason = dead + 1, rejection.reason
+                continue
+            full = self.batcher.add(routed, segment, offset or 0, now)
+            if full is not None:
+                ready.append(full)
+        self.guard.record(dead, len(messages), reason)
 
-    def _dead_letter(self, message: Message, rejection: RejectedRecordError,
-                     client_id: str = "") -> None:
-        self.rejected[rejection.reason] += 1
+    def _dead_letter(self, message: Message, rejection: RejectedRecordError) -> None:
+        self.metrics.dead_lettered(rejection.reason)
         self.dead_letters.send(DeadLetter(
             reason=rejection.reason, error=rejection.detail, key=message.key(),
-            value=message.value(), client_id=client_id,
+            value=message.value(),
             origin=(message.topic() or "", message.partition() or 0, message.offset() or 0)))
 
     # -- delivery -----------------------------------------------------------------
     def _deliver(self, batches: list[Batch]) -> None:
-        for batch in batches:
-            if self._undelivered:
-                self._undelivered.append(batch)  # keep order behind earlier failures
-                continue
-            try:
-                self._deliver_one(batch)
-            except (redis.RedisError, OSError, ConnectionError) as exc:
-                self._undelivered.append(batch)
-                self._hold(exc)
-
-    def _deliver_one(self, batch: Batch) -> None:
-        if batch.kind in CONTROL_KINDS:
-            self._apply_control(batch)
-        else:
-            self.publisher.publish(batch)
-            self.published_tasks += 1
-            self.routed[(batch.client_id, batch.kind)] += len(batch.records)
-        for tp, offset in batch.offsets():
-            self.offsets.finished(tp, offset)
+        if not batches:
+            return
+        if self._undelivered:
+            self._undelivered.extend(batches)  # keep order behind earlier failures
+            return
+        tasks = [batch for batch in batches if batch.kind not in CONTROL_KINDS]
+        try:
+            for batch in batches:
+                if batch.kind in CONTROL_KINDS:
+                    self._apply_control(batch)
+            if tasks:
+                self.publisher.publish(tasks)
+        except _PUBLISH_ERRORS as exc:
+            self._undelivered.extend(b for b in batches if b.segments)
+            self._hold(exc)
+            return
+        now = time.monotonic()
+        for batch in tasks:
+            batch.settle()
+            self.metrics.routed_batch(batch.client_id, batch.kind, len(batch.records),
+                                      now - batch.started_at)
+            self.quota.depth(batch.client_id)  # reports a client over its ceiling
 
     def _apply_control(self, batch: Batch) -> None:
-        for record, (topic, partition, offset, entity) in zip(batch.records, batch.origins,
-                                                              strict=True):
+        """Apply registry and heartbeat records; settle the batch (idempotent to repeat)."""
+        for raw, record, (topic, partition, offset, entity) in zip(
+                batch.records, batch.values(), batch.origins, strict=True):
             try:
                 if batch.kind == "registry":
                     apply_registry(self.registry, batch.client_id, record)
@@ -198,24 +226,22 @@ class Bridge:
                         self.registered.added(batch.client_id)
                 else:
                     apply_heartbeat(self.registry, batch.client_id, record)
-                self.routed[(batch.client_id, batch.kind)] += 1
             except RejectedRecordError as rejection:
-                self.rejected[rejection.reason] += 1
+                self.metrics.dead_lettered(rejection.reason)
                 self.dead_letters.send(DeadLetter(
                     reason=rejection.reason, error=rejection.detail,
                     key=f"{batch.client_id}::{entity}".encode(),
-                    value=None if record is None else json.dumps(record).encode(),
+                    value=None if record is None else raw,
                     origin=(topic, partition, offset), client_id=batch.client_id))
+        self.metrics.routed_batch(batch.client_id, batch.kind, len(batch.records), 0.0)
+        batch.settle()
 
     def _hold(self, exc: Exception) -> None:
         """Redis is unreachable: pause consumption and retry with backoff."""
         self._backoff = min(MAX_BACKOFF_S, max(0.5, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
-        log.warning("cannot publish (%s); pausing consumption, retrying in %.1f s",
-                    exc, self._backoff)
-        if not self._paused:
-            self.consumer.pause(self.consumer.assignment())
-            self._paused = True
+        log.warning("cannot publish (%s); holding %d batches, retrying in %.1f s", exc,
+                    len(self._undelivered), self._backoff)
 
     def _retry_undelivered(self, now: float) -> None:
         if not self._undelivered or now < self._retry_at:
@@ -223,11 +249,24 @@ class Bridge:
         waiting, self._undelivered = self._undelivered, []
         self._deliver(waiting)
         if not self._undelivered:
-            log.info("publishing again; resuming consumption")
+            log.info("publishing again after %.1f s of backoff", self._backoff)
             self._backoff = 0.0
-            if self._paused:
-                self.consumer.resume(self.consumer.assignment())
-                self._paused = False
+
+    def _pause_if_full(self) -> None:
+        held = self.batcher.pending_bytes + sum(b.size for b in self._undelivered)
+        full = bool(self._undelivered) or held > self.settings.bridge_max_pending_bytes
+        if full == self._paused:
+            return
+        assignment = self.consumer.assignment()
+        if full:
+            self.consumer.pause(assignment)
+            log.warning("paused consumption (%d bytes held, %d batches undelivered)", held,
+                        len(self._undelivered))
+        else:
+            self.consumer.resume(assignment)
+            log.info("resumed consumption")
+        self._paused = full
+        self.metrics.paused.set(int(full))
 
     # -- commits and rebalances ----------------------------------------------------
     def commit(self) -> None:
@@ -242,14 +281,17 @@ class Bridge:
                              asynchronous=False)
         self.offsets.committed(ready)
 
-    def flush(self) -> None:
+    def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
         """Publish every open batch and commit; used before letting partitions go."""
         self._deliver(self.batcher.drain())
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while self._undelivered and time.monotonic() < deadline:
-            time.sleep(min(1.0, max(0.0, self._retry_at - time.monotonic())))
+            time.sleep(min(1.0, max(0.05, self._retry_at - time.monotonic())))
             self._retry_undelivered(time.monotonic())
         self.commit()
+        if self._undelivered:
+            log.error("%d batches could not be published; their records stay uncommitted "
+                      "and will be read again", len(self._undelivered))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
@@ -259,7 +301,7 @@ class Bridge:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
         try:
-            self.flush()
+            self.flush(timeout=10.0)
         except Exception:
             log.exception("could not flush before the rebalance; the new owner re-reads")
         self.offsets.forget([(p.topic, p.partition) for p in partitions])
@@ -276,11 +318,27 @@ class Bridge:
             log.exception("final flush failed; uncommitted records will be re-read")
         finally:
             self.consumer.close()
-            self._log_stats()
+            self._report()
 
-    def _log_stats(self) -> None:
-        self._last_stats = time.monotonic()
-        total = sum(self.routed.values())
-        log.info("routed %d records in %d tasks; dead-lettered %s; pending %d",
-                 total, self.published_tasks, dict(self.rejected) or 0,
-                 self.offsets.pending_count())
+    # -- observability --------------------------------------------------------------
+    def _report(self) -> None:
+        self._last_report = time.monotonic()
+        try:
+            assignment = self.consumer.assignment()
+            for tp in self.consumer.position(assignment) if assignment else []:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high >= 0:
+                    self.metrics.set_lag(tp.topic, tp.partition, max(0, high - tp.offset))
+        except Exception:
+            log.debug("could not read consumer lag", exc_info=True)
+        self.metrics.over_ceiling.set(len(self.quota.over_ceiling))
+        snapshot = self.metrics.snapshot(paused=self._paused,
+                                         pending=self.offsets.pending_count(),
+                                         over_ceiling=self.quota.over_ceiling)
+        with contextlib.suppress(redis.RedisError):
+            publish_snapshot(self.registry.redis, snapshot)
+        log.info("routed %d records in %d tasks; dead-lettered %s; pending %d; lag %d",
+                 sum(self.metrics.routed.values()), self.metrics.task_count,
+                 dict(self.metrics.rejected) or 0, snapshot["pending"],
+                 sum(self.metrics.lags.values()))
+

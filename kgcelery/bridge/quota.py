@@ -1,0 +1,51 @@
+"""Per-client queue ceilings: report a client whose queue grows too deep, and, when
+ops set a hard limit, refuse its records (to ``dlq.raw``, reason ``client-over-quota``).
+Queue depths are read from Redis at most once a second per client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 1.0
+
+
+class QueueQuota:
+    """:param depth_of: reads a client's queue depth (tasks waiting) from the broker.
+    :param ceiling: depth above which a client is reported (log + metric).
+    :param hard_limit: depth above which records are refused; 0 means never.
+    """
+
+    def __init__(self, depth_of: Callable[[str], int], *, ceiling: int, hard_limit: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.depth_of = depth_of
+        self.ceiling = ceiling
+        self.hard_limit = hard_limit
+        self.clock = clock
+        self._depths: dict[str, tuple[float, int]] = {}
+        self.over_ceiling: set[str] = set()
+
+    def depth(self, client_id: str) -> int:
+        now = self.clock()
+        cached = self._depths.get(client_id)
+        if cached is not None and now - cached[0] < REFRESH_S:
+            return cached[1]
+        depth = self.depth_of(client_id)
+        self._depths[client_id] = (now, depth)
+        if depth > self.ceiling and client_id not in self.over_ceiling:
+            self.over_ceiling.add(client_id)
+            log.warning("client %s has %d tasks queued (ceiling %d): its workers fall "
+                        "behind; scale them (kgcelery scale %s N)", client_id, depth,
+                        self.ceiling, client_id)
+        elif depth <= self.ceiling and client_id in self.over_ceiling:
+            self.over_ceiling.discard(client_id)
+            log.info("client %s is back under its queue ceiling (%d tasks)", client_id, depth)
+        return depth
+
+    def refuses(self, client_id: str) -> bool:
+        """True when the client is over its hard limit (records go to the DLQ)."""
+        return bool(self.hard_limit) and self.depth(client_id) > self.hard_limit

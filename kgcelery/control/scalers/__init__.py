@@ -1,0 +1,1 @@
+"""Scaler backends: how the reconciler makes actual workers = desired workers."""

@@ -1,0 +1,159 @@
+"""``kgcelery up``: the whole system on one machine, until Ctrl-C.
+
+Starts the embedded stack, then the bridge, beat, a control worker, Flower, the demo
+producer, and workers for every registered client; prints where everything is and a
+live status; stops everything in reverse order on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+import redis
+
+from kgcelery.cli import stop_on_signals
+from kgcelery.clients import CONTROL_QUEUE
+from kgcelery.control.queues import queue_depth
+from kgcelery.control.registry import RETIRED, Registry
+from kgcelery.control.scalers.local import LocalScaler
+from kgcelery.embedded.process import ManagedProcess
+from kgcelery.embedded.stack import EmbeddedStack
+from kgcelery.graph import GraphStore, open_store
+from kgcelery.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RECONCILE_INTERVAL_S = 1.0
+
+
+class Supervisor:
+    """The processes of ``kgcelery up`` besides the embedded stack and the workers."""
+
+    def __init__(self, settings: Settings, state_dir: Path) -> None:
+        self.settings = settings
+        self.run_dir = state_dir / "run"
+        self.log_dir = state_dir / "logs"
+        self.processes: list[ManagedProcess] = []
+
+    def start(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, run_dir=self.run_dir, log_dir=self.log_dir,
+                                 env=self.settings.child_env())
+        process.start()
+        self.processes.append(process)
+        return process
+
+    def restart_dead(self) -> None:
+        for process in self.processes:
+            if not process.alive():
+                log.warning("%s exited with code %s; starting it again (log: %s)",
+                            process.name, process.returncode(), process.log_path)
+                process.start()
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop(timeout=30)
+
+
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "kgcelery.app", *args]
+
+
+def _count(store: GraphStore, client_id: str, query: str) -> int:
+    try:
+        return int(store.run(client_id, query)[0][0])
+    except Exception:  # noqa: BLE001 - a graph that does not exist yet counts as empty
+        return 0
+
+
+def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> None:
+    workers = scaler.actual()
+    records = registry.all()
+    stamp = time.strftime("%H:%M:%S")
+    if not records:
+        click.echo(f"[{stamp}] no clients registered yet")
+        return
+    click.echo(f"[{stamp}] {'CLIENT':<18} {'STATE':<9} {'QUEUE':>6} {'WORKERS':>7} "
+               f"{'EVENTS':>7} {'OBJECTS':>8}")
+    for record in records:
+        client = record.client_id
+        click.echo(
+            f"           {client:<18} {record.state:<9} "
+            f"{queue_depth(registry.redis, client):>6} {workers.get(client, 0):>7} "
+            f"{_count(store, client, 'MATCH (e:Event) RETURN count(e)'):>7} "
+            f"{_count(store, client, 'MATCH (o:Resource) RETURN count(o)'):>8}")
+
+
+def _banner(settings: Settings, state_dir: Path, flower: bool) -> None:
+    graph_port = settings.embedded_graph_port
+    lines = [
+        f"kgcelery is up (state and logs under {state_dir})",
+        f"  Kafka (Tansu)      {settings.kafka_bootstrap_servers}",
+        f"  Celery broker      {settings.broker_url}",
+        f"  Graph (FalkorDB)   {settings.graph_uri}   one graph per client, e.g.",
+        f"                     kgcelery graph stats <client>   or   redis-cli -p {graph_port} "
+        "GRAPH.QUERY <client> \"MATCH (e:Event) RETURN e.reason, count(*)\"",
+    ]
+    if flower:
+        lines.append(f"  Flower             http://127.0.0.1:{settings.flower_port}")
+    lines += [f"  Logs               {state_dir / 'logs'}", "Press Ctrl-C to stop."]
+    click.echo("\n".join(lines))
+
+
+def run_everything(settings: Settings, *, demo: bool, flower: bool,
+                   status_interval: float) -> None:
+    """Start it all, supervise, print status; stop it all on Ctrl-C or SIGTERM."""
+    stop = stop_on_signals()
+    state_dir = Path(settings.state_dir).resolve()
+    click.echo(f"starting the embedded stack in {state_dir} ...")
+    stack = EmbeddedStack(settings)
+    supervisor = Supervisor(settings, state_dir)
+    scaler = LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
+    registry = Registry.from_url(settings.registry_url)
+    store = open_store(settings)
+    try:
+        stack.start()
+        python = sys.executable
+        supervisor.start("bridge", [python, "-m", "kgcelery", "bridge"])
+        supervisor.start("control-worker", _celery(
+            "worker", "-Q", CONTROL_QUEUE, "-n", "control@%h", "--concurrency", "1",
+            "--loglevel", "INFO", "--without-mingle", "--without-gossip"))
+        supervisor.start("beat", _celery(
+            "beat", "--loglevel", "INFO", "-s", str(state_dir / "beat-schedule"),
+            "--pidfile", str(state_dir / "run" / "celerybeat.pid")))
+        if flower:
+            supervisor.start("flower", _celery(
+                "flower", f"--port={settings.flower_port}", "--address=127.0.0.1"))
+        if demo:
+            supervisor.start("demo", [python, "-m", "kgcelery", "demo"])
+        _banner(settings, state_dir, flower)
+        _supervise(stop, supervisor, scaler, registry, store, status_interval)
+    finally:
+        click.echo("stopping ...")
+        supervisor.stop_all()
+        scaler.stop_all()
+        stack.stop()
+        registry.close()
+        store.close()
+        click.echo("stopped; nothing left running.")
+
+
+def _supervise(stop: threading.Event, supervisor: Supervisor, scaler: LocalScaler,
+               registry: Registry, store: GraphStore, status_interval: float) -> None:
+    next_status = time.monotonic() + min(status_interval, 3.0)
+    while not stop.wait(RECONCILE_INTERVAL_S):
+        supervisor.restart_dead()
+        try:
+            for record in registry.all():
+                # XXX: one worker per live client until beat's scaling decides (issue 5).
+                scaler.scale(record.client_id, 0 if record.state == RETIRED else 1)
+            scaler.restart_dead()
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + status_interval
+                print_status(registry, store, scaler)
+        except redis.ConnectionError as exc:
+            log.warning("the broker Redis is unreachable (%s); retrying", exc)

@@ -1,0 +1,82 @@
+"""Client ids and keys: table tests and a round-trip property."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kgcelery.clients import (
+    CLIENT_ID_PATTERN,
+    client_of_queue,
+    database_for,
+    parse_key,
+    queue_for,
+    validate_client_id,
+)
+from kgcelery.errors import BadKeyError, InvalidClientIdError
+
+
+@pytest.mark.parametrize(("key", "client", "entity"), [
+    ("af-9::event::abc123", "af-9", "event::abc123"),
+    (b"af-9::event::abc123", "af-9", "event::abc123"),
+    ("acme-prod::pod:5f1c::x", "acme-prod", "pod:5f1c::x"),
+    ("abc::", "abc", ""),
+    ("a" * 63 + "::x", "a" * 63, "x"),
+])
+def test_parse_key_accepts(key: str | bytes, client: str, entity: str) -> None:
+    parsed = parse_key(key)
+    assert (parsed.client_id, parsed.entity) == (client, entity)
+
+
+@pytest.mark.parametrize(("key", "error"), [
+    (None, BadKeyError),
+    ("", BadKeyError),
+    ("af-9", BadKeyError),
+    ("af-9:event:1", BadKeyError),
+    (b"\xff\xfe::x", BadKeyError),
+    ("::event::1", InvalidClientIdError),
+    ("AF-9::event::1", InvalidClientIdError),
+    ("9af::event::1", InvalidClientIdError),
+    ("af-::event::1", InvalidClientIdError),
+    ("ab::event::1", InvalidClientIdError),         # 2 characters: too short
+    ("a" * 64 + "::x", InvalidClientIdError),       # 64: too long
+    ("af_9::event::1", InvalidClientIdError),
+    ("af.9::event::1", InvalidClientIdError),
+    ("af-9 ::event::1", InvalidClientIdError),
+    ("af-9\n::event::1", InvalidClientIdError),
+])
+def test_parse_key_rejects(key: str | bytes | None, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_key(key)
+
+
+def test_names_derived_from_a_client() -> None:
+    assert queue_for("af-9") == "client.af-9"
+    assert database_for("af-9") == "af-9"
+    assert client_of_queue("client.af-9") == "af-9"
+    assert client_of_queue("control") is None
+    assert client_of_queue("client.BAD") is None
+    with pytest.raises(InvalidClientIdError):
+        queue_for("Robert'); DROP DATABASE")
+    with pytest.raises(InvalidClientIdError):
+        validate_client_id(None)  # type: ignore[arg-type]
+
+
+@given(st.text(max_size=80), st.text(max_size=40))
+def test_any_key_the_parser_accepts_yields_a_valid_queue_and_database(
+        client: str, entity: str) -> None:
+    try:
+        parsed = parse_key(f"{client}::{entity}")
+    except (BadKeyError, InvalidClientIdError):
+        return
+    queue = queue_for(parsed.client_id)
+    assert queue.startswith("client.") and client_of_queue(queue) == parsed.client_id
+    assert CLIENT_ID_PATTERN.fullmatch(database_for(parsed.client_id))
+    assert parsed.client_id == client
+
+
+@given(st.from_regex(CLIENT_ID_PATTERN, fullmatch=True), st.text(max_size=40))
+def test_every_valid_client_round_trips(client: str, entity: str) -> None:
+    parsed = parse_key(f"{client}::{entity}".encode())
+    assert (parsed.client_id, parsed.entity) == (client, entity)
