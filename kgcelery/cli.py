@@ -6,78 +6,26 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 unknown client,
 
 from __future__ import annotations
 
-import functools
 import json
-import signal
-import sys
-import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
-import redis
-from pydantic import ValidationError
 
 from kgcelery import logsetup
-from kgcelery.errors import (
-    GraphUnavailableError,
-    InvalidClientIdError,
-    KgceleryError,
-    StackError,
-    UnknownClientError,
+from kgcelery.cliutil import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_STACK,
+    EXIT_UNAVAILABLE,
+    EXIT_UNKNOWN_CLIENT,
+    EXIT_USAGE,
+    friendly_errors,
+    load_settings,
+    stop_on_signals,
 )
-from kgcelery.settings import Settings
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNKNOWN_CLIENT, EXIT_STACK, EXIT_UNAVAILABLE = range(6)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"kgcelery: {message}", err=True)
-    sys.exit(code)
-
-
-def friendly_errors(command: F) -> F:
-    """Turn our errors into one clear line and a named exit code, not a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (UnknownClientError, InvalidClientIdError) as exc:
-            _fail(str(exc), EXIT_UNKNOWN_CLIENT)
-        except StackError as exc:
-            _fail(str(exc), EXIT_STACK)
-        except (GraphUnavailableError, redis.ConnectionError) as exc:
-            _fail(f"a service is unreachable: {exc}", EXIT_UNAVAILABLE)
-        except KgceleryError as exc:
-            _fail(str(exc), EXIT_FAILURE)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"KGCELERY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                             for e in exc.errors())
-        _fail(f"invalid configuration: {problems}", EXIT_USAGE)
-        raise  # unreachable
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT (Ctrl-C), for loops that stop cleanly."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_STACK", "EXIT_UNAVAILABLE", "EXIT_UNKNOWN_CLIENT",
+           "EXIT_USAGE", "friendly_errors", "load_settings", "main", "stop_on_signals"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,20 +76,6 @@ def down() -> None:
 
 
 @main.command()
-@friendly_errors
-def bridge() -> None:
-    """Run the Kafka bridge until SIGTERM or Ctrl-C (then it flushes and commits)."""
-    from kgcelery.app import create_app
-    from kgcelery.bridge.runner import Bridge
-    from kgcelery.control.registry import Registry
-
-    settings = load_settings()
-    stop = stop_on_signals()
-    registry = Registry.from_url(settings.registry_url)
-    Bridge(settings, app=create_app(settings), registry=registry).run(stop)
-
-
-@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @friendly_errors
 def clients(as_json: bool) -> None:
@@ -188,6 +122,11 @@ def demo(client_count: int, rate: float, duration: float) -> None:
     run_demo(load_settings(), clients=client_count, rate=rate, duration=duration,
              stop=stop_on_signals())
 
+
+from kgcelery.bridge.commands import bridge, dlq  # noqa: E402
+
+main.add_command(bridge)
+main.add_command(dlq)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -46,3 +46,7 @@ class GraphUnavailableError(KgceleryError):
 
 class DeadLetterError(KgceleryError):
     """A dead letter could not be written; the batch must not be committed or acked."""
+
+
+class ReplayError(KgceleryError):
+    """Dead letters could not all be re-driven into their source topics."""

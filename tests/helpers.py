@@ -101,3 +101,46 @@ class Processes:
         for process in reversed(self.started):
             process.stop(timeout=15)
         self.started.clear()
+
+
+def queued_tasks(client: Any, queue: str) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every task waiting in a Celery queue on Redis, oldest first."""
+    import base64
+
+    tasks = []
+    for raw in reversed(client.lrange(queue, 0, -1)):
+        envelope = json.loads(raw)
+        body = json.loads(base64.b64decode(envelope["body"]))
+        tasks.append((envelope["headers"]["task"], body[0]))
+    return tasks
+
+
+def queued_entities(client: Any, queue: str) -> list[str]:
+    """The entity key of every record in every task of a queue (duplicates kept)."""
+    return [origin[3] for _, args in queued_tasks(client, queue) for origin in args[2]]
+
+
+def committed_count(settings: Settings, topic: str) -> int:
+    """How many records of ``topic`` the bridge's group has committed (offsets summed).
+
+    XXX: not the high watermark: Tansu 0.6 reports a partition's high watermark as the
+    last record *batch*'s base offset + 1, so "committed >= watermark" passes too early.
+    Test topics are fresh and written by idempotent producers: offsets are dense from 0.
+    """
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": settings.consumer_group, "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = [TopicPartition(topic, p) for p in metadata.partitions]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10))
+    finally:
+        consumer.close()
+
+
+def all_committed(settings: Settings, topic: str, produced: int) -> bool:
+    """True when the group has committed every one of ``produced`` records of ``topic``."""
+    committed = committed_count(settings, topic)
+    assert committed <= produced, f"committed {committed} > produced {produced}"
+    return committed == produced

@@ -27,15 +27,22 @@ class QueueQuota:
         self.hard_limit = hard_limit
         self.clock = clock
         self._depths: dict[str, tuple[float, int]] = {}
+        self._published: dict[str, int] = {}
         self.over_ceiling: set[str] = set()
 
+    def published(self, client_id: str, tasks: int = 1) -> None:
+        """Count tasks this bridge published since the depth was last read."""
+        self._published[client_id] = self._published.get(client_id, 0) + tasks
+
     def depth(self, client_id: str) -> int:
+        """The last depth read from Redis, plus what this bridge published since."""
         now = self.clock()
         cached = self._depths.get(client_id)
         if cached is not None and now - cached[0] < REFRESH_S:
-            return cached[1]
+            return cached[1] + self._published.get(client_id, 0)
         depth = self.depth_of(client_id)
         self._depths[client_id] = (now, depth)
+        self._published[client_id] = 0
         if depth > self.ceiling and client_id not in self.over_ceiling:
             self.over_ceiling.add(client_id)
             log.warning("client %s has %d tasks queued (ceiling %d): its workers fall "

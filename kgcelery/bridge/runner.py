@@ -138,7 +138,10 @@ class Bridge:
             self._route([m for m in messages if m.topic() not in self.control_topics]
                         if control else messages, now, ready)
             self._deliver(ready)
-        self._deliver(self.batcher.due(now))
+        due = self.batcher.due(now)
+        for batch in due:
+            self.quota.published(batch.client_id)
+        self._deliver(due)
         self._retry_undelivered(now)
         self._pause_if_full()
         if now - self._last_commit >= COMMIT_INTERVAL_S:
@@ -179,6 +182,7 @@ class Bridge:
             full = self.batcher.add(routed, segment, offset or 0, now)
             if full is not None:
                 ready.append(full)
+                self.quota.published(full.client_id)
         self.guard.record(dead, len(messages), reason)
 
     def _dead_letter(self, message: Message, rejection: RejectedRecordError) -> None:
