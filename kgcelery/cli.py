@@ -6,9 +6,6 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 unknown client,
 
 from __future__ import annotations
 
-import json
-import time
-
 import click
 
 from kgcelery import logsetup
@@ -76,38 +73,6 @@ def down() -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@friendly_errors
-def clients(as_json: bool) -> None:
-    """List registered clients: cluster, state, last heartbeat age, queue depth."""
-    from kgcelery.control.queues import queue_depth
-    from kgcelery.control.registry import Registry
-
-    settings = load_settings()
-    registry = Registry.from_url(settings.registry_url)
-    now = time.time()
-    rows = []
-    for record in registry.all():
-        seen = record.last_seen
-        rows.append({
-            "client": record.client_id, "cluster": record.cluster_name, "state": record.state,
-            "last_heartbeat_age_s": round(now - seen, 1) if seen else None,
-            "queue_depth": queue_depth(registry.redis, record.client_id),
-        })
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no clients registered yet")
-        return
-    click.echo(f"{'CLIENT':<24} {'CLUSTER':<20} {'STATE':<9} {'SEEN':>8} {'QUEUE':>7}")
-    for row in rows:
-        age = row["last_heartbeat_age_s"]
-        click.echo(f"{row['client']:<24} {row['cluster']:<20} {row['state']:<9} "
-                   f"{'-' if age is None else f'{age:.0f}s':>8} {row['queue_depth']:>7}")
-
-
-@main.command()
 @click.option("--clients", "client_count", default=3, show_default=True,
               type=click.IntRange(1, 50), help="How many client clusters to play.")
 @click.option("--rate", default=20.0, show_default=True,
@@ -124,9 +89,11 @@ def demo(client_count: int, rate: float, duration: float) -> None:
 
 
 from kgcelery.bridge.commands import bridge, dlq  # noqa: E402
+from kgcelery.control.commands import clients  # noqa: E402
 
 main.add_command(bridge)
 main.add_command(dlq)
+main.add_command(clients)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
