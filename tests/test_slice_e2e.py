@@ -9,6 +9,7 @@ import pytest
 
 from kgcelery.clients import queue_for
 from kgcelery.deadletter import headers_of
+from kgcelery.demo.cluster import SimulatedCluster
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
 from tests.conftest import topic_of
@@ -35,12 +36,32 @@ def _register(settings: Settings, *clients: str) -> None:
              for c in clients])
 
 
+def _simulated_events(seed: int) -> list[dict]:
+    cluster = SimulatedCluster(f"sim-{seed}", "sim", seed=seed)
+    now = 1_790_000_000.0
+    events: dict[str, dict] = {}
+    for second in range(60):
+        for record in cluster.tick(now + second, 50):
+            if record.kind == "event":
+                events[record.value["metadata"]["uid"]] = record.value  # the newest wins
+    return list(events.values())
+
+
+@pytest.fixture(params=["corpus", "simulator"])
+def two_event_sets(request: pytest.FixtureRequest) -> tuple[list[dict], list[dict]]:
+    """Real events from the corpus (skipped without it), and the simulator's (always)."""
+    if request.param == "simulator":
+        return _simulated_events(1), _simulated_events(2)
+    corpus = request.getfixturevalue("corpus")
+    return (_items(corpus / "events/troubleshoot-k3s-bundle-2025-09-11/default.json"),
+            _items(corpus / "events/troubleshoot-analyzer-fixtures/message-image-pull-fail.json"))
+
+
 def test_two_clients_get_exactly_their_own_events(
         test_settings: Settings, processes: Processes, graph: GraphStore,
-        client_ids: list[str], corpus: Path) -> None:
+        client_ids: list[str], two_event_sets: tuple[list[dict], list[dict]]) -> None:
     a, b = client_ids[:2]
-    events_a = _items(corpus / "events/troubleshoot-k3s-bundle-2025-09-11/default.json")
-    events_b = _items(corpus / "events/troubleshoot-analyzer-fixtures/message-image-pull-fail.json")
+    events_a, events_b = two_event_sets
     _register(test_settings, a, b)
     processes.bridge()
     processes.worker(f"{queue_for(a)},{queue_for(b)}")
@@ -74,11 +95,22 @@ def test_two_clients_get_exactly_their_own_events(
     assert names_a and names_b and not names_a & names_b
 
 
+EVENT = {"apiVersion": "v1", "kind": "Event", "count": 1, "type": "Normal", "reason": "Pulled",
+         "firstTimestamp": "2019-08-30T20:43:05Z", "lastTimestamp": "2019-08-30T20:43:05Z",
+         "message": "Successfully pulled image \"blang/busybox-bash\"",
+         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "hello-1567197780-mn4mv",
+                            "namespace": "default", "uid": "c31fdeb8-cb66-11e9-990f-42010a800218",
+                            "fieldPath": "spec.containers{c1}"},
+         "metadata": {"name": "hello-1567197780-mn4mv.15bfce150bd764dd", "namespace": "default",
+                      "uid": "c443d4b3-cb66-11e9-990f-42010a800218"},
+         "source": {"component": "kubelet", "host": "gke-k9s-default-pool-0fa2fb89-qnkc"}}
+
+
 def test_bad_keys_and_unregistered_clients_never_reach_a_graph(
         test_settings: Settings, processes: Processes, graph: GraphStore,
-        client_ids: list[str], corpus: Path) -> None:
+        client_ids: list[str]) -> None:
     good, ghost = client_ids[:2]
-    event = json.loads((corpus / "events/k9s/ev.json").read_text())
+    event = EVENT  # events/k9s/ev.json of the corpus
     _register(test_settings, good)
     bridge = processes.bridge()
     processes.worker(queue_for(good))
