@@ -1,9 +1,33 @@
-# One image for every kgcelery role; the command chooses the role.
-FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 kgcelery
-WORKDIR /app
-COPY pyproject.toml README.md beat_schedule.py ./
+# One image for every kgcelery role; the command chooses the role:
+#   kgcelery bridge | kgcelery topics create | kgcelery check ...
+#   celery -A kgcelery.app beat | worker -Q control | worker -Q client.<id> | flower
+# Slim: the dependencies are wheels (no compiler), installed into a virtualenv in a build
+# stage and copied over; the runtime runs as an unprivileged user with no write access to
+# its code (Kubernetes can mount the root filesystem read-only; only /tmp is written).
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, from the metadata alone, so that a code change reuses this layer.
+COPY pyproject.toml README.md ./
+RUN mkdir kgcelery && touch kgcelery/__init__.py beat_schedule.py \
+ && pip install '.[kubernetes]' && pip uninstall -y kgcelery
+COPY beat_schedule.py ./
 COPY kgcelery ./kgcelery
-RUN pip install --no-cache-dir .
-USER kgcelery
+RUN pip install --no-deps .
+
+FROM python:3.11-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# A numeric user, so that Kubernetes' runAsNonRoot can verify it.
+RUN groupadd --gid 10001 kgcelery \
+ && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin kgcelery
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+# The kubernetes scaler and `kgcelery deploy render` read the per-client templates here
+# (KGCELERY_KUBERNETES_TEMPLATE_DIR=deploy, relative to /app).
+COPY deploy ./deploy
+USER 10001:10001
+# No HEALTHCHECK: it depends on the role; docker-compose.yml and deploy/ give each role
+# its own `kgcelery check ...`.
 CMD ["kgcelery", "--help"]

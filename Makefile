@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint bench soak clean down
+.PHONY: install up test lint bench soak clean down chromium
 
 install: $(STAMP)
 
@@ -23,10 +23,19 @@ up: install
 down: install
 	$(BIN)/kgcelery down
 
-test: install
+test: install chromium
 	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser test drives Debian's Chromium: installed when missing (CI runs as root on
+# Debian); quiet when it is already there.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium missing: 'apt-get install chromium chromium-driver' as root"; fi; }
 
 lint: install
 	$(BIN)/ruff check kgcelery tests bench beat_schedule.py

@@ -89,11 +89,37 @@ def demo(client_count: int, rate: float, duration: float) -> None:
 
 
 from kgcelery.bridge.commands import bridge, dlq  # noqa: E402
-from kgcelery.control.commands import clients  # noqa: E402
+from kgcelery.control.commands import (  # noqa: E402
+    clients,
+    drain,
+    flower,
+    reconcile,
+    register,
+    retire,
+    scale,
+)
 
 main.add_command(bridge)
 main.add_command(dlq)
 main.add_command(clients)
+main.add_command(scale)
+main.add_command(drain)
+main.add_command(retire)
+main.add_command(register)
+main.add_command(reconcile)
+main.add_command(flower)
+
+from kgcelery.checks import check  # noqa: E402
+from kgcelery.deploy import deploy, topics  # noqa: E402
+
+main.add_command(check)
+main.add_command(topics)
+main.add_command(deploy)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+from kgcelery.graph.commands import graph, timeline  # noqa: E402
+
+main.add_command(graph)
+main.add_command(timeline)

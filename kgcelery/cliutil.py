@@ -59,8 +59,10 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"KGCELERY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                             for e in exc.errors())
+        # A field's error names its variable; a cross-field error (empty loc) names its own.
+        problems = "; ".join(
+            f"KGCELERY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"]
+            else str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         _fail(f"invalid configuration: {problems}", EXIT_USAGE)
         raise  # unreachable
 

@@ -50,3 +50,7 @@ class DeadLetterError(KgceleryError):
 
 class ReplayError(KgceleryError):
     """Dead letters could not all be re-driven into their source topics."""
+
+
+class UnknownObjectError(KgceleryError):
+    """A read names an object that is not in the client's graph."""

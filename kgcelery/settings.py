@@ -67,8 +67,28 @@ class Settings(BaseSettings):
         DLQ_GUARD_RATIO / DLQ_GUARD_WINDOW: the bridge stops when this share of the last
             window of records was dead-lettered (0.95 of 1000; ratio 1 turns it off).
         BRIDGE_METRICS_PORT: Prometheus endpoint of the bridge (0: off).
+    Kafka security (every Kafka client: bridge, dead letters, dlq replay, checks, topics):
+        KAFKA_SECURITY_PROTOCOL: ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT`` or
+            ``SASL_SSL``.
+        KAFKA_SASL_MECHANISM / KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: SASL login
+            (``SCRAM-SHA-512``, ``SCRAM-SHA-256`` or ``PLAIN``; the password is a secret);
+            required with the ``SASL_*`` protocols.
+        KAFKA_SSL_CA_LOCATION: CA bundle that signed the brokers' certificates (the
+            system's by default). KAFKA_SSL_CERTIFICATE_LOCATION / KAFKA_SSL_KEY_LOCATION /
+            KAFKA_SSL_KEY_PASSWORD: a client certificate, for mutual TLS.
+        KAFKA_EXTRA_CONFIG: JSON object of further librdkafka properties for every client
+            (e.g. ``{"ssl.endpoint.identification.algorithm": "none"}``); applied last.
+    Topic creation (``kgcelery topics create``, and the embedded stack):
+        TOPIC_REPLICATION_FACTOR: replicas of every topic created (1; 3 on a real cluster).
+        TOPIC_RETENTION_MS / DLQ_RETENTION_MS: how long input topics and dead-letter
+            topics keep records (7 days / 30 days; -1 keeps them forever).
+        TOPIC_OVERRIDES: JSON object topic -> {"partitions": n, "<topic config>": value},
+            e.g. more partitions for logs or ``"cleanup.policy": "compact"`` for the registry.
     Celery:
         BROKER_URL: Redis URL of the Celery broker (derived from the embedded port).
+            A password and TLS go in the URL: ``rediss://:PASSWORD@host:6380/0?ssl_cert_reqs=
+            required&ssl_ca_certs=/path/ca.pem``; a ``rediss://`` URL must name
+            ``ssl_cert_reqs`` (kombu would otherwise skip certificate checks silently).
         REGISTRY_URL: Redis URL of the client registry (the broker's Redis by default).
         VISIBILITY_TIMEOUT_S: when an unacknowledged task is redelivered (600 s); must
             be longer than TASK_TIME_LIMIT_S.
@@ -78,12 +98,38 @@ class Settings(BaseSettings):
         GRAPH_BACKEND: ``falkordb`` (embedded default) or ``neo4j``.
         GRAPH_URI: ``redis://host:port`` for FalkorDB, ``bolt://`` / ``neo4j://`` for Neo4j.
         GRAPH_USER / GRAPH_PASSWORD: credentials of the graph database (secret).
+        GRAPH_TENANCY: Neo4j only: ``database`` (one database per client, Enterprise/Aura)
+            or ``property`` (one database, every node keyed by (client, id); Community).
+        GRAPH_DATABASE: Neo4j only: the one database of ``property`` tenancy (``neo4j``).
+        GRAPH_MANAGE_SCHEMA: create databases, constraints and indexes (true); turn off
+            when an administrator manages them, or against servers that refuse DDL.
+        TASK_MAX_RETRIES: retries of an ingest task while the graph is unavailable (8);
+            then its records are dead-lettered as ``retries-exhausted``.
+        TASK_RETRY_BACKOFF_S / TASK_RETRY_BACKOFF_MAX_S: first and longest delay between
+            those retries (1 s / 60 s; exponential, with jitter).
     Control plane:
         HEARTBEAT_TTL_S: a client with no heartbeat for this long becomes stale (120 s).
         EXPIRY_INTERVAL_S: how often beat checks heartbeats (10 s).
         SCALE_INTERVAL_S: how often beat recomputes worker pools (10 s).
         SCALE_TARGET_RECORDS_PER_WORKER / SCALE_MIN_WORKERS / SCALE_MAX_WORKERS /
         SCALE_GLOBAL_MAX_WORKERS / SCALE_COOLDOWN_S: the scaling policy defaults.
+        SCALE_HYSTERESIS: how far (a fraction of a worker's target) the work must fall
+            below a pool's capacity before the pool shrinks (0.2).
+        DRAIN_GRACE_S: least time a stale or draining client stays so, with its queue
+            empty, before it is retired; covers records still on their way (5 s).
+        SCALER_BACKEND: how the reconciler acts: ``local`` (worker subprocesses on this
+            host), ``celery`` (add_consumer / cancel_consumer on a worker fleet) or
+            ``kubernetes`` (a Deployment or KEDA ScaledObject per client).
+        RECONCILE_INTERVAL_S: how often the reconciler makes actual = desired (5 s).
+        INSPECT_TIMEOUT_S: how long to wait for workers' answers to Celery remote
+            control (1 s).
+        FLEET_WORKER_PATTERN: ``celery`` backend: the fleet's worker names, a glob
+            (``fleet*@*``).
+        KUBERNETES_NAMESPACE / KUBERNETES_MODE / KUBERNETES_TEMPLATE_DIR /
+        KUBERNETES_WORKER_IMAGE: ``kubernetes`` backend: namespace (``kgcelery``),
+            ``deployment`` or ``keda``, the templates (``deploy``), the worker image
+            (``kgcelery:latest``).
+        CONTROL_METRICS_PORT: Prometheus endpoint of the reconciler (0: off).
         FLOWER_PORT: port of Flower under ``kgcelery up`` (5555).
     """
 
@@ -117,6 +163,21 @@ class Settings(BaseSettings):
     dlq_guard_window: int = Field(default=1000, ge=10)
     bridge_metrics_port: int = Field(default=0, ge=0)
 
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: Path | None = None
+    kafka_ssl_certificate_location: Path | None = None
+    kafka_ssl_key_location: Path | None = None
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    kafka_extra_config: dict[str, str | int | bool] = Field(default_factory=dict)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    topic_overrides: dict[str, dict[str, str | int]] = Field(default_factory=dict)
+
     broker_url: str = ""
     registry_url: str = ""
     visibility_timeout_s: int = Field(default=600, ge=5)
@@ -127,6 +188,12 @@ class Settings(BaseSettings):
     graph_uri: str = ""
     graph_user: str = "neo4j"
     graph_password: SecretStr = SecretStr("")
+    graph_tenancy: Literal["database", "property"] = "database"
+    graph_database: str = "neo4j"
+    graph_manage_schema: bool = True
+    task_max_retries: int = Field(default=8, ge=0)
+    task_retry_backoff_s: float = Field(default=1.0, gt=0)
+    task_retry_backoff_max_s: float = Field(default=60.0, gt=0)
 
     heartbeat_ttl_s: float = Field(default=120.0, gt=0)
     expiry_interval_s: float = Field(default=10.0, gt=0)
@@ -136,6 +203,17 @@ class Settings(BaseSettings):
     scale_max_workers: int = Field(default=4, ge=1)
     scale_global_max_workers: int = Field(default=16, ge=1)
     scale_cooldown_s: float = Field(default=30.0, ge=0)
+    scale_hysteresis: float = Field(default=0.2, ge=0, lt=1)
+    drain_grace_s: float = Field(default=5.0, ge=0)
+    scaler_backend: Literal["local", "celery", "kubernetes"] = "local"
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    inspect_timeout_s: float = Field(default=1.0, gt=0)
+    fleet_worker_pattern: str = "fleet*@*"
+    kubernetes_namespace: str = "kgcelery"
+    kubernetes_mode: Literal["deployment", "keda"] = "deployment"
+    kubernetes_template_dir: Path = Path("deploy")
+    kubernetes_worker_image: str = "kgcelery:latest"
+    control_metrics_port: int = Field(default=0, ge=0)
     flower_port: int = 5555
 
     @model_validator(mode="before")
@@ -170,7 +248,32 @@ class Settings(BaseSettings):
                              "KGCELERY_TASK_TIME_LIMIT_S, or running tasks get redelivered")
         if self.scale_min_workers > self.scale_max_workers:
             raise ValueError("KGCELERY_SCALE_MIN_WORKERS is above KGCELERY_SCALE_MAX_WORKERS")
+        self._check_security()
         return self
+
+    def _check_security(self) -> None:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+                self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(f"KGCELERY_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                             "needs KGCELERY_KAFKA_SASL_USERNAME and KGCELERY_KAFKA_SASL_PASSWORD")
+        for name in ("broker_url", "registry_url"):
+            url = getattr(self, name)
+            # kombu turns a bare rediss:// into CERT_NONE with only a log line: make the
+            # choice explicit rather than run "TLS" that accepts any certificate.
+            if url.startswith("rediss://") and "ssl_cert_reqs=" not in url:
+                raise ValueError(f"KGCELERY_{name.upper()} is a rediss:// URL without "
+                                 "ssl_cert_reqs: add ?ssl_cert_reqs=required&ssl_ca_certs=<CA file>"
+                                 " (or ssl_cert_reqs=none to accept any certificate)")
+        known = set(self.topics) | {self.dlq_raw_topic, self.dlq_normalized_topic}
+        unknown = sorted(set(self.topic_overrides) - known)
+        if unknown:
+            raise ValueError(f"KGCELERY_TOPIC_OVERRIDES names topics kgcelery does not use: "
+                             f"{unknown}; known: {sorted(known)}")
+        for topic, override in self.topic_overrides.items():
+            partitions = override.get("partitions", 1)
+            if not (isinstance(partitions, int) and partitions >= 1):
+                raise ValueError(f"KGCELERY_TOPIC_OVERRIDES[{topic!r}].partitions must be a "
+                                 f"positive integer, not {partitions!r}")
 
     def topics_of(self, kind: str) -> list[str]:
         """The input topics that carry records of ``kind``."""

@@ -1,15 +1,37 @@
-"""Per-client ingest tasks: normalize a batch, write it to the client's graph.
+"""The per-client ingest tasks, one per kind of record, and how one batch is run.
 
-Each task takes one batch of one client (the client id once, not per record) and runs
-on that client's queue. Transient graph errors are retried with exponential backoff
-and jitter; records that cannot be normalized go to ``dlq.normalized`` while the rest
-of the batch is still written.
+Names and signatures are the contract with the bridge:
+``kgcelery.ingest_<kind>s(client_id, records, origins=None)`` where ``origins[i]`` is
+``[topic, partition, offset, entity]`` of ``records[i]``. A task takes one batch of
+one client (the client id once, never per record) and runs on that client's queue.
+A resource tombstone is a record ``None`` whose entity (``pod::<uid>``,
+``Pod/ns/name``) names what was deleted.
+
+Late acknowledgement (the app's default) plus ``acks_on_failure_or_timeout=False``:
+a task that dies or fails without having written or dead-lettered its records stays
+unacknowledged, and the broker delivers it again.
+
+Every record leaves exactly one way:
+- written to the client's graph;
+- dead-lettered to ``dlq.normalized`` with the reason it could not be normalized (the
+  rest of its batch is still written);
+- retried with the whole batch while the graph is unavailable (exponential backoff
+  with jitter, :func:`retry_delay`), and dead-lettered as ``retries-exhausted`` once
+  the retries are used up; a graph that refuses the batch outright (a bad query, a
+  value it cannot store) dead-letters it as ``graph-error``.
+Dead letters are sent only after the graph write, so that a retried batch does not
+dead-letter its bad records twice. A dead letter that cannot be written fails the
+task without acknowledging it: the broker redelivers it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
@@ -17,15 +39,126 @@ from celery import Task
 from kgcelery.app import app, settings
 from kgcelery.clients import validate_client_id
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
-from kgcelery.errors import GraphUnavailableError, RejectedRecordError
+from kgcelery.errors import GraphUnavailableError, InvalidClientIdError, RejectedRecordError
 from kgcelery.graph import GraphStore, open_store
-from kgcelery.graph.writer import write_events
-from kgcelery.normalize.events import EventRecord, normalize_event
+from kgcelery.graph.writer import write_alerts, write_events, write_logs
+from kgcelery.graph.writer_state import write_resources, write_topology
+from kgcelery.normalize.alerts import normalize_alert
+from kgcelery.normalize.events import normalize_event
+from kgcelery.normalize.logs import fold_logs, normalize_log
+from kgcelery.normalize.resources import normalize_resource
+from kgcelery.normalize.topology import normalize_topology
+from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: Origin of a record: [topic, partition, offset, entity key].
 Origin = list[Any]
+RETRIES_EXHAUSTED = "retries-exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How to normalize and write one kind of record."""
+
+    name: str
+    normalize: Callable[[Any, str], list[Any]]
+    write: Callable[[GraphStore, str, list[Any], str], int]
+
+
+@dataclass(slots=True)
+class Rejected:
+    record: Any
+    origin: Origin | None
+    reason: str
+    detail: str
+
+
+def retry_delay(retries: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter: between half and all of ``base * 2**retries``."""
+    delay = min(max_s, base_s * 2 ** retries)
+    return random.uniform(delay / 2, delay)
+
+
+def batch_id(kind: str, records: list[Any], origins: list[Origin] | None) -> str:
+    """A stable id of this batch: its Kafka positions, or else its content."""
+    basis: Any = [list(o[:3]) for o in origins] if origins else records
+    digest = hashlib.sha1(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{kind}:{digest[:24]}"
+
+
+def _letter(client_id: str, item: Rejected) -> DeadLetter:
+    origin = item.origin
+    key = f"{client_id}::{origin[3]}".encode() if origin and len(origin) > 3 else None
+    where = (str(origin[0]), int(origin[1]), int(origin[2])) if origin else None
+    value = None if item.record is None else json.dumps(item.record, default=str).encode()
+    return DeadLetter(reason=item.reason, error=item.detail, key=key, value=value,
+                      origin=where, client_id=client_id)
+
+
+def _send(letters: DeadLetterWriter, client_id: str, items: list[Rejected]) -> None:
+    if not items:
+        return
+    for item in items:
+        letters.send(_letter(client_id, item))
+    letters.flush()
+
+
+def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], GraphStore],
+              letters: Callable[[], DeadLetterWriter], client_id: str, records: list[Any],
+              origins: list[Origin] | None) -> dict[str, int]:
+    """Normalize, write and dead-letter one batch (see the module docstring)."""
+
+    def origin_of(index: int) -> Origin | None:
+        return origins[index] if origins and index < len(origins) else None
+
+    try:
+        validate_client_id(client_id)
+    except InvalidClientIdError as exc:
+        _send(letters(), str(client_id)[:64],
+              [Rejected(r, origin_of(i), "invalid-client-id", str(exc))
+               for i, r in enumerate(records)])
+        return {"written": 0, "rejected": len(records)}
+    normalized: list[Any] = []
+    normalized_from: list[int] = []
+    rejected: list[Rejected] = []
+    for index, record in enumerate(records):
+        origin = origin_of(index)
+        entity = str(origin[3]) if origin and len(origin) > 3 else ""
+        try:
+            produced = kind.normalize(record, entity)
+        except RejectedRecordError as error:
+            rejected.append(Rejected(record, origin, error.reason, error.detail))
+            continue
+        except Exception as error:  # a normalizer bug must not lose the batch
+            log.exception("normalizing a %s record of %s failed", kind.name, client_id)
+            rejected.append(Rejected(record, origin, "normalize-error",
+                                     f"{type(error).__name__}: {error}"))
+            continue
+        normalized.extend(produced)
+        normalized_from.append(index)
+    try:
+        written = kind.write(graph(), client_id, normalized, batch_id(kind.name, records, origins))
+    except GraphUnavailableError as exc:
+        retries = task.request.retries or 0
+        if retries < config.task_max_retries:
+            delay = retry_delay(retries, config.task_retry_backoff_s,
+                                config.task_retry_backoff_max_s)
+            log.warning("graph unavailable for %s (%s); retry %d/%d in %.1f s", client_id,
+                        exc, retries + 1, config.task_max_retries, delay)
+            raise task.retry(exc=exc, countdown=delay) from exc
+        rejected += [Rejected(records[i], origin_of(i), RETRIES_EXHAUSTED,
+                              f"graph unavailable after {retries} retries: {exc}")
+                     for i in normalized_from]
+        written = 0
+    except Exception as exc:  # a refused batch is dead-lettered, not lost
+        log.exception("the graph refused a %s batch of %s", kind.name, client_id)
+        rejected += [Rejected(records[i], origin_of(i), "graph-error",
+                              f"{type(exc).__name__}: {exc}") for i in normalized_from]
+        written = 0
+    _send(letters(), client_id, rejected)
+    return {"written": written, "rejected": len(rejected)}
+
 
 _store: GraphStore | None = None
 _dead_letters: DeadLetterWriter | None = None
@@ -40,36 +173,63 @@ def store() -> GraphStore:
 
 
 def dead_letters() -> DeadLetterWriter:
+    """This worker process's producer of ``dlq.normalized``."""
     global _dead_letters
     if _dead_letters is None:
         _dead_letters = DeadLetterWriter(settings, settings.dlq_normalized_topic)
     return _dead_letters
 
 
-def _reject(client_id: str, record: Any, origin: Origin | None, error: RejectedRecordError) -> None:
-    key = f"{client_id}::{origin[3]}".encode() if origin and len(origin) > 3 else None
-    where = (str(origin[0]), int(origin[1]), int(origin[2])) if origin else None
-    dead_letters().send(DeadLetter(reason=error.reason, error=error.detail, key=key,
-                                   value=json.dumps(record).encode(), origin=where,
-                                   client_id=client_id))
+EVENTS = Kind("event", lambda value, _: normalize_event(value),
+              lambda s, client, records, _: write_events(s, client, records))
+LOGS = Kind("log", lambda value, _: normalize_log(value),
+            lambda s, client, records, batch: write_logs(s, client, fold_logs(records), batch))
+RESOURCES = Kind("resource", normalize_resource,
+                 lambda s, client, records, _: write_resources(s, client, records))
+TOPOLOGY = Kind("topology", lambda value, _: normalize_topology(value),
+                lambda s, client, records, _: write_topology(s, client, records))
+ALERTS = Kind("alert", lambda value, _: normalize_alert(value),
+              lambda s, client, records, _: write_alerts(s, client, records))
+
+_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True,
+                            "acks_on_failure_or_timeout": False, "max_retries": None}
 
 
-@app.task(name="kgcelery.ingest_events", bind=True, acks_late=True,
-          autoretry_for=(GraphUnavailableError,), retry_backoff=1, retry_backoff_max=60,
-          retry_jitter=True, max_retries=20)
+def _run(task: Task, kind: Kind, client_id: str, records: list[Any],
+         origins: list[Origin] | None) -> dict[str, int]:
+    return run_batch(task, kind, settings, store, dead_letters, client_id, records, origins)
+
+
+@app.task(name="kgcelery.ingest_events", **_OPTIONS)
 def ingest_events(self: Task, client_id: str, records: list[Any],
                   origins: list[Origin] | None = None) -> dict[str, int]:
-    """Normalize a batch of Kubernetes events and MERGE them into the client's graph."""
-    validate_client_id(client_id)
-    events: list[EventRecord] = []
-    rejected = 0
-    for index, record in enumerate(records):
-        try:
-            events.extend(normalize_event(record))
-        except RejectedRecordError as error:
-            rejected += 1
-            _reject(client_id, record, origins[index] if origins else None, error)
-    if rejected:
-        dead_letters().flush()
-    written = write_events(store(), client_id, events)
-    return {"written": written, "rejected": rejected}
+    """Kubernetes events -> Event nodes ABOUT their objects."""
+    return _run(self, EVENTS, client_id, records, origins)
+
+
+@app.task(name="kgcelery.ingest_logs", **_OPTIONS)
+def ingest_logs(self: Task, client_id: str, records: list[Any],
+                origins: list[Origin] | None = None) -> dict[str, int]:
+    """Log records -> line counts and LogPattern nodes EMITTED by containers/pods."""
+    return _run(self, LOGS, client_id, records, origins)
+
+
+@app.task(name="kgcelery.ingest_resources", **_OPTIONS)
+def ingest_resources(self: Task, client_id: str, records: list[Any],
+                     origins: list[Origin] | None = None) -> dict[str, int]:
+    """Resource state records, full objects and tombstones -> object nodes and edges."""
+    return _run(self, RESOURCES, client_id, records, origins)
+
+
+@app.task(name="kgcelery.ingest_topology", **_OPTIONS)
+def ingest_topology(self: Task, client_id: str, records: list[Any],
+                    origins: list[Origin] | None = None) -> dict[str, int]:
+    """Topology edge records and cluster snapshots."""
+    return _run(self, TOPOLOGY, client_id, records, origins)
+
+
+@app.task(name="kgcelery.ingest_alerts", **_OPTIONS)
+def ingest_alerts(self: Task, client_id: str, records: list[Any],
+                  origins: list[Origin] | None = None) -> dict[str, int]:
+    """Alertmanager webhook payloads or single alerts -> Alert nodes ABOUT objects."""
+    return _run(self, ALERTS, client_id, records, origins)

@@ -1,8 +1,9 @@
 """``kgcelery up``: the whole system on one machine, until Ctrl-C.
 
 Starts the embedded stack, then the bridge, beat, a control worker, Flower, the demo
-producer, and workers for every registered client; prints where everything is and a
-live status; stops everything in reverse order on Ctrl-C or SIGTERM.
+producer, and the reconciler with the local scaler, which runs the workers that beat
+decides for every client; prints where everything is and a live status; stops
+everything in reverse order on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import redis
 
 from kgcelery.cli import stop_on_signals
 from kgcelery.clients import CONTROL_QUEUE
-from kgcelery.control.queues import queue_depth
-from kgcelery.control.registry import RETIRED, Registry
+from kgcelery.control.queues import work_of
+from kgcelery.control.reconciler import Reconciler
+from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import EmbeddedStack
@@ -71,19 +73,25 @@ def _count(store: GraphStore, client_id: str, query: str) -> int:
 
 
 def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> None:
+    """One line per client; WORKERS is desired (beat) / actual (running here)."""
     workers = scaler.actual()
     records = registry.all()
     stamp = time.strftime("%H:%M:%S")
     if not records:
         click.echo(f"[{stamp}] no clients registered yet")
         return
-    click.echo(f"[{stamp}] {'CLIENT':<18} {'STATE':<9} {'QUEUE':>6} {'WORKERS':>7} "
-               f"{'EVENTS':>7} {'OBJECTS':>8}")
+    work = work_of(registry.redis, [r.client_id for r in records],
+                   default_records_per_task=scaler.settings.batch_max_records)
+    click.echo(f"[{stamp}] {'CLIENT':<18} {'STATE':<9} {'QUEUE':>6} {'FLIGHT':>6} "
+               f"{'WORKERS':>7} {'EVENTS':>7} {'OBJECTS':>8}")
     for record in records:
         client = record.client_id
+        desired = "-" if record.desired_workers is None else str(record.desired_workers)
+        pin = "" if record.pinned_workers is None else " pin"
         click.echo(
             f"           {client:<18} {record.state:<9} "
-            f"{queue_depth(registry.redis, client):>6} {workers.get(client, 0):>7} "
+            f"{work[client].queued:>6} {work[client].in_flight:>6} "
+            f"{desired + '/' + str(workers.get(client, 0)) + pin:>7} "
             f"{_count(store, client, 'MATCH (e:Event) RETURN count(e)'):>7} "
             f"{_count(store, client, 'MATCH (o:Resource) RETURN count(o)'):>8}")
 
@@ -100,6 +108,11 @@ def _banner(settings: Settings, state_dir: Path, flower: bool) -> None:
     ]
     if flower:
         lines.append(f"  Flower             http://127.0.0.1:{settings.flower_port}")
+    if settings.control_metrics_port:
+        lines.append(f"  Control metrics    http://127.0.0.1:{settings.control_metrics_port}"
+                     "/metrics")
+    lines.append("  Workers            sized by beat; 'kgcelery clients' shows desired/actual, "
+                 "'kgcelery scale <client> <n>|auto' pins")
     lines += [f"  Logs               {state_dir / 'logs'}", "Press Ctrl-C to stop."]
     click.echo("\n".join(lines))
 
@@ -114,9 +127,12 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
     supervisor = Supervisor(settings, state_dir)
     scaler = LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
     registry = Registry.from_url(settings.registry_url)
-    store = open_store(settings)
+    store: GraphStore | None = None
+    metrics_server = None
     try:
         stack.start()
+        # After the stack: the FalkorDB client connects when it is made.
+        store = open_store(settings)
         python = sys.executable
         supervisor.start("bridge", [python, "-m", "kgcelery", "bridge"])
         supervisor.start("control-worker", _celery(
@@ -130,28 +146,36 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
                 "flower", f"--port={settings.flower_port}", "--address=127.0.0.1"))
         if demo:
             supervisor.start("demo", [python, "-m", "kgcelery", "demo"])
+        if settings.control_metrics_port:
+            from kgcelery.control.metrics import serve_metrics
+
+            metrics_server = serve_metrics(settings, registry)
         _banner(settings, state_dir, flower)
         _supervise(stop, supervisor, scaler, registry, store, status_interval)
     finally:
         click.echo("stopping ...")
+        if metrics_server is not None:
+            metrics_server.shutdown()
         supervisor.stop_all()
         scaler.stop_all()
         stack.stop()
         registry.close()
-        store.close()
+        if store is not None:
+            store.close()
         click.echo("stopped; nothing left running.")
 
 
 def _supervise(stop: threading.Event, supervisor: Supervisor, scaler: LocalScaler,
                registry: Registry, store: GraphStore, status_interval: float) -> None:
+    # Beat decides desired workers per client; this loop is the local reconciler that
+    # makes them so (and restarts workers that died). It must live here: the local
+    # scaler owns the worker processes.
+    reconciler = Reconciler(registry, scaler)
     next_status = time.monotonic() + min(status_interval, 3.0)
     while not stop.wait(RECONCILE_INTERVAL_S):
         supervisor.restart_dead()
         try:
-            for record in registry.all():
-                # XXX: one worker per live client until beat's scaling decides (issue 5).
-                scaler.scale(record.client_id, 0 if record.state == RETIRED else 1)
-            scaler.restart_dead()
+            reconciler.reconcile()
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + status_interval
                 print_status(registry, store, scaler)

@@ -40,7 +40,8 @@ def bridge(stats: bool, as_json: bool, metrics_port: int | None) -> None:
     metrics = BridgeMetrics()
     port = settings.bridge_metrics_port if metrics_port is None else metrics_port
     if port:
-        start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
+        # All interfaces: Prometheus scrapes bridges in containers and pods.
+        start_http_server(port, registry=metrics.registry)
     stop = stop_on_signals()
     Bridge(settings, app=create_app(settings), registry=registry, metrics=metrics).run(stop)
 

@@ -3,9 +3,12 @@
 Keys (all under ``kgcelery:``):
     ``clients``            set of every client ever registered (for listings)
     ``registered``         set of clients whose records the bridge accepts
-    ``client:<id>``        hash: cluster_name, version, metadata (JSON), registered_at,
-                           last_heartbeat, state, state_since, desired_workers, pinned_workers
+    ``client:<id>``        hash: cluster_name, version, metadata (JSON), registered_at (the
+                           client's clock), seen_at (ours, at registration), last_heartbeat,
+                           state, state_since, desired_workers, desired_reason, desired_at,
+                           pinned_workers, actual_workers, actual_at
     ``transitions``        capped list of state transitions (JSON), newest first
+    ``decisions``          capped list of changes of desired workers and pins (JSON)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import redis
 
 from kgcelery.clients import validate_client_id
+from kgcelery.errors import UnknownClientError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ PREFIX = "kgcelery:"
 CLIENTS_KEY = PREFIX + "clients"
 REGISTERED_KEY = PREFIX + "registered"
 TRANSITIONS_KEY = PREFIX + "transitions"
+DECISIONS_KEY = PREFIX + "decisions"
 TRANSITIONS_KEPT = 1000
 
 ACTIVE, STALE, DRAINING, RETIRED = "active", "stale", "draining", "retired"
@@ -50,16 +55,26 @@ class ClientRecord:
     version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     registered_at: float | None = None
+    seen_at: float | None = None
     last_heartbeat: float | None = None
     state: str = ACTIVE
     state_since: float | None = None
     desired_workers: int | None = None
+    desired_reason: str = ""
+    desired_at: float | None = None
     pinned_workers: int | None = None
+    actual_workers: int | None = None
+    actual_at: float | None = None
 
     @property
     def last_seen(self) -> float | None:
-        """The latest sign of life: a heartbeat, or else the registration."""
-        seen = [t for t in (self.last_heartbeat, self.registered_at) if t is not None]
+        """The latest sign of life on our clock: a heartbeat, or else the registration.
+
+        ``registered_at`` is the client's own clock; it counts only for records written
+        before ``seen_at`` existed.
+        """
+        registration = self.seen_at if self.seen_at is not None else self.registered_at
+        seen = [t for t in (self.last_heartbeat, registration) if t is not None]
         return max(seen) if seen else None
 
     @classmethod
@@ -80,11 +95,16 @@ class ClientRecord:
             version=values.get("version", ""),
             metadata=json.loads(values.get("metadata") or "{}"),
             registered_at=number("registered_at"),
+            seen_at=number("seen_at"),
             last_heartbeat=number("last_heartbeat"),
             state=values.get("state", ACTIVE),
             state_since=number("state_since"),
             desired_workers=count("desired_workers"),
+            desired_reason=values.get("desired_reason", ""),
+            desired_at=number("desired_at"),
             pinned_workers=count("pinned_workers"),
+            actual_workers=count("actual_workers"),
+            actual_at=number("actual_at"),
         )
 
 
@@ -114,6 +134,7 @@ class Registry:
             "version": version,
             "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
             "registered_at": registered_at if registered_at is not None else now,
+            "seen_at": now,
         })
         pipe.sadd(CLIENTS_KEY, client_id)
         pipe.sadd(REGISTERED_KEY, client_id)
@@ -181,3 +202,64 @@ class Registry:
 
     def transitions(self, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.redis.lrange(TRANSITIONS_KEY, 0, limit - 1)]
+
+    def decisions(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in self.redis.lrange(DECISIONS_KEY, 0, limit - 1)]
+
+    # -- the control plane's writes ---------------------------------------------------
+    def require(self, client_id: str) -> ClientRecord:
+        """The client's record; :class:`UnknownClientError` (with what to do) if there is none."""
+        record = self.get(client_id)
+        if record is None:
+            raise UnknownClientError(f"unknown client {client_id!r}: it never registered. "
+                                     "List clients with 'kgcelery clients', or register it "
+                                     f"with 'kgcelery register {client_id} --cluster <name>'")
+        return record
+
+    def retire(self, client_id: str, *, reason: str, now: float | None = None) -> None:
+        """Retire now: records are no longer accepted and the workers stop at once."""
+        self.redis.srem(REGISTERED_KEY, client_id)
+        self.set_state(client_id, RETIRED, reason=reason, now=now)
+        self.set_desired(client_id, 0, reason=RETIRED, now=now)
+
+    def pin(self, client_id: str, workers: int | None, *, now: float | None = None) -> None:
+        """Pin the client's pool at ``workers`` (ops override), or release it with None."""
+        key = client_key(client_id)
+        if workers is None:
+            self.redis.hdel(key, "pinned_workers")
+        else:
+            self.redis.hset(key, "pinned_workers", workers)
+        self._log_decision({"client_id": client_id, "pin": workers,
+                            "at": time.time() if now is None else now})
+
+    def set_desired(self, client_id: str, workers: int, *, reason: str,
+                    now: float | None = None) -> bool:
+        """Record the pool size the control plane wants; True if it changed."""
+        now = time.time() if now is None else now
+        key = client_key(client_id)
+        previous = _text(self.redis.hget(key, "desired_workers"))
+        changed = previous is None or int(previous) != workers
+        # desired_at is the start of the cooldown: only real changes move it.
+        self.redis.hset(key, mapping={"desired_workers": workers, "desired_reason": reason,
+                                      **({"desired_at": now} if changed else {})})
+        if changed:
+            log.info("client %s: desired workers %s -> %d (%s)", client_id, previous,
+                     workers, reason)
+            self._log_decision({"client_id": client_id, "from": previous and int(previous),
+                                "to": workers, "reason": reason, "at": now})
+        return changed
+
+    def set_actual(self, counts: Mapping[str, int], *, now: float | None = None) -> None:
+        """Record how many workers were seen consuming each client's queue."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline()
+        for client_id, workers in counts.items():
+            pipe.hset(client_key(client_id), mapping={"actual_workers": workers,
+                                                      "actual_at": now})
+        pipe.execute()
+
+    def _log_decision(self, entry: dict[str, Any]) -> None:
+        pipe = self.redis.pipeline()
+        pipe.lpush(DECISIONS_KEY, json.dumps(entry))
+        pipe.ltrim(DECISIONS_KEY, 0, TRANSITIONS_KEPT - 1)
+        pipe.execute()

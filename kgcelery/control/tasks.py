@@ -1,4 +1,10 @@
-"""Control-plane tasks that beat schedules on the ``control`` queue."""
+"""Control-plane tasks that beat schedules on the ``control`` queue.
+
+Each task only gathers inputs (registry, queue depths, tasks in flight, the workers
+that answer), asks a pure function (:func:`~kgcelery.control.expiry.next_state`,
+:func:`~kgcelery.control.policy.plan`) and records the answer in the registry, where
+the reconciler, the CLI and the metrics read it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,13 @@ import logging
 import time
 
 from kgcelery.app import app, settings
-from kgcelery.control.expiry import is_expired
-from kgcelery.control.registry import ACTIVE, STALE, Registry
+from kgcelery.control.expiry import next_state
+from kgcelery.control.observe import active_queues, consumers_per_client
+from kgcelery.control.policy import Pool, ScalingPolicy, plan
+from kgcelery.control.queues import work_of
+from kgcelery.control.reconciler import Reconciler, make_scaler
+from kgcelery.control.registry import RETIRED, Registry
+from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +33,76 @@ def registry() -> Registry:
     return _registry
 
 
+def policy_of(s: Settings) -> ScalingPolicy:
+    return ScalingPolicy(target_per_worker=s.scale_target_records_per_worker,
+                         min_workers=s.scale_min_workers, max_workers=s.scale_max_workers,
+                         global_max=s.scale_global_max_workers, cooldown_s=s.scale_cooldown_s,
+                         hysteresis=s.scale_hysteresis)
+
+
 @app.task(name="kgcelery.expire_stale_clients", ignore_result=True)
 def expire_stale_clients() -> list[str]:
-    """Mark active clients with no heartbeat for ``heartbeat_ttl_s`` as stale."""
+    """Move clients along their lifecycle: stale on silence, retired once drained."""
+    reg = registry()
+    records = reg.all()
+    registered = reg.registered_ids()
+    work = work_of(reg.redis, [r.client_id for r in records],
+                   default_records_per_task=settings.batch_max_records)
     now = time.time()
-    expired = []
-    for record in registry().all():
-        if record.state == ACTIVE and is_expired(now, record.last_seen, settings.heartbeat_ttl_s):
-            registry().set_state(record.client_id, STALE, reason="no heartbeat", now=now)
-            expired.append(record.client_id)
-    return expired
+    changes = []
+    for record in records:
+        transition = next_state(
+            state=record.state, registered=record.client_id in registered,
+            last_seen=record.last_seen, state_since=record.state_since,
+            backlog=work[record.client_id].backlog, now=now, ttl=settings.heartbeat_ttl_s,
+            drain_grace=settings.drain_grace_s)
+        if transition is None:
+            continue
+        reg.set_state(record.client_id, transition.to, reason=transition.reason, now=now)
+        if transition.to == RETIRED:
+            # Stop the workers now rather than at the next scaling run.
+            reg.set_desired(record.client_id, 0, reason=RETIRED, now=now)
+        changes.append(f"{record.client_id}: {record.state} -> {transition.to}")
+    return changes
+
+
+@app.task(name="kgcelery.scale_worker_pools", ignore_result=True)
+def scale_worker_pools() -> dict[str, int]:
+    """Decide the desired workers of every client; record the workers seen too."""
+    reg = registry()
+    records = reg.all()
+    work = work_of(reg.redis, [r.client_id for r in records],
+                   default_records_per_task=settings.batch_max_records)
+    pools = {r.client_id: Pool(state=r.state, records=work[r.client_id].records,
+                               desired=r.desired_workers, changed_at=r.desired_at,
+                               pinned=r.pinned_workers)
+             for r in records}
+    now = time.time()
+    decisions = plan(pools, policy_of(settings), now)
+    # Expiry may have moved a client on meanwhile (e.g. retired it and stopped its
+    # workers); a decision made for its old state waits for the next run.
+    states_now = {r.client_id: r.state for r in reg.all()}
+    for client_id, decision in decisions.items():
+        if states_now.get(client_id) == pools[client_id].state:
+            reg.set_desired(client_id, decision.desired, reason=decision.reason, now=now)
+    try:
+        consumers = consumers_per_client(active_queues(app, settings.inspect_timeout_s))
+    except Exception as exc:  # noqa: BLE001 - the decision stands; the count waits a round
+        log.warning("could not ask the workers which queues they consume: %s", exc)
+    else:
+        reg.set_actual({c: len(consumers.get(c, [])) for c in decisions}, now=now)
+    return {client_id: decision.desired for client_id, decision in decisions.items()}
+
+
+@app.task(name="kgcelery.reconcile_worker_pools", ignore_result=True)
+def reconcile_worker_pools() -> dict[str, int]:
+    """One reconcile pass for the ``celery`` and ``kubernetes`` backends (not ``local``)."""
+    if settings.scaler_backend == "local":
+        log.warning("the local backend reconciles inside 'kgcelery up' or 'kgcelery "
+                    "reconcile', not in a task; ignoring")
+        return {}
+    scaler = make_scaler(settings, app=app)
+    try:
+        return Reconciler(registry(), scaler).reconcile()
+    finally:
+        scaler.close()

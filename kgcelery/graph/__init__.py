@@ -13,7 +13,12 @@ def open_store(settings: Settings) -> GraphStore:
 
         return FalkorDBStore(settings.graph_uri,
                              password=settings.graph_password.get_secret_value() or None)
-    raise NotImplementedError(f"graph backend {settings.graph_backend!r} is not built yet")
+    from kgcelery.graph.neo4j_store import Neo4jStore
+
+    return Neo4jStore(settings.graph_uri, user=settings.graph_user,
+                      password=settings.graph_password.get_secret_value(),
+                      tenancy=settings.graph_tenancy, database=settings.graph_database,
+                      manage_schema=settings.graph_manage_schema)
 
 
 __all__ = ["GraphStore", "open_store"]

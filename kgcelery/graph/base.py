@@ -9,6 +9,11 @@ Contract:
   (transient: the task retries); a bad query raises the backend's own error.
 - ``ensure_schema(client_id)`` creates what a client's graph needs (indexes, and a
   database where the backend has one per client); it is idempotent and cheap to repeat.
+- ``batch_rows`` is how many rows one statement carries (500 by default; less only
+  for servers that cannot take large parameters).
+- ``client_key`` is True when clients share one database and nodes are keyed by
+  ``(client, id)``: statements must then be built with ``cypher.SHARED_GRAPH``, and
+  ``run`` passes the client id as ``$client`` to every statement.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from typing import Any
 
 class GraphStore(ABC):
     """A graph database holding one knowledge graph per client."""
+
+    client_key: bool = False
+    batch_rows: int = 500
 
     @abstractmethod
     def run(self, client_id: str, query: str,

@@ -1,22 +1,45 @@
-"""The Cypher statements kgcelery writes with: one ``UNWIND $rows`` per batch and label.
+"""The Cypher kgcelery writes with: one ``UNWIND $rows`` statement per batch and label.
 
-Labels come only from the allow-list in :mod:`kgcelery.graph.model`; every value is a
-parameter. Writes are idempotent and order-independent: nodes are MERGEd on stable
-ids, counts and last-seen times only grow, first-seen times only shrink, and text
-that changes over time is taken from the newest observation.
+Labels and relationship types come only from the allow-list in
+:mod:`kgcelery.graph.model`; every value is a parameter. Writes are idempotent and
+order-independent:
+
+- nodes are MERGEd on stable ids; counts and last-seen times only grow, first-seen
+  times only shrink;
+- state (an object's status, an event's message) is taken from the newest
+  observation: each row carries a version string (:func:`kgcelery.normalize.common.version`)
+  and a node keeps the row with the greatest one, so ties never depend on arrival;
+- a node or edge, once referenced, stays (history matters for root cause); what an
+  object's current state implies (its node, its owners, the pods a service selects) is
+  recomputed from that state, marked ``spec``, and retracted when the state changes.
+
+A :class:`Scope` writes every node pattern: in a graph or database of the client's
+own, nodes are keyed by ``id``; in a shared Neo4j database (tenancy ``property``) by
+``(client, id)``, and every pattern carries ``client: $client``.
 """
 
 from __future__ import annotations
 
-from kgcelery.graph.model import EVENT, LABELS, RESOURCE
+from dataclasses import dataclass
+from functools import lru_cache
 
-#: (label, property) pairs to index in every client graph.
-INDEXES: tuple[tuple[str, str], ...] = (
-    (RESOURCE, "id"),
-    (EVENT, "id"),
-    ("Alert", "id"),
-    ("LogPattern", "id"),
+from kgcelery.graph.model import (
+    ALERT,
+    EVENT,
+    LABELS,
+    LOG_BATCH,
+    LOG_PATTERN,
+    RELATIONSHIPS,
+    RESOURCE,
 )
+
+#: Labels whose nodes are keyed by ``id`` (a unique constraint or index on each).
+KEYED_LABELS: tuple[str, ...] = (RESOURCE, EVENT, ALERT, LOG_PATTERN, LOG_BATCH)
+#: Further (label, property) lookups to index: uid references, selector matching.
+#: XXX: not ``v``: FalkorDB 4.x answers a range scan over an indexed string property
+#: wrongly (``n.v < $snap`` returned a node whose ``v`` is greater).
+LOOKUPS: tuple[tuple[str, str], ...] = (
+    (RESOURCE, "uid"), ("Pod", "namespace"), ("Service", "namespace"))
 
 
 def checked_label(label: str) -> str:
@@ -26,52 +49,147 @@ def checked_label(label: str) -> str:
     return label
 
 
-def _label_clause(variable: str, label: str) -> str:
-    return "" if label == RESOURCE else f" SET {variable}:{checked_label(label)}"
+def checked_relationship(rel: str) -> str:
+    if rel not in RELATIONSHIPS:
+        raise ValueError(f"relationship {rel!r} is not in the graph model's allow-list")
+    return rel
 
 
-def merge_object(variable: str, prefix: str, label: str) -> str:
-    """MERGE a Kubernetes object node from row fields ``<prefix>id``, ``<prefix>kind``..."""
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """How statements find a client's nodes (see the module docstring)."""
+
+    client_key: bool = False
+
+    def node(self, var: str, label: str, props: str = "") -> str:
+        """A node pattern ``(var:Label {client: $client, <props>})``."""
+        fields = (["client: $client"] if self.client_key else []) + ([props] if props else [])
+        body = f" {{{', '.join(fields)}}}" if fields else ""
+        return f"({var}:{checked_label(label)}{body})"
+
+    def key(self, var: str, label: str, id_expr: str) -> str:
+        """A node pattern on the key of a node: ``id`` (and ``client``)."""
+        return self.node(var, label, f"id: {id_expr}")
+
+    def object_key(self, var: str, kind_label: str, id_expr: str) -> str:
+        """``(var:Resource:<Kind> {id: ...})``: the pattern that MERGEs an object.
+
+        Both labels in the pattern, not ``ON CREATE SET var:Kind``: FalkorDB adds a
+        label to an existing node four times slower than it creates a node with both.
+        Equivalent, because the id names the kind and every statement that creates an
+        object gives it the same labels.
+        """
+        pattern = self.key(var, RESOURCE, id_expr)
+        if kind_label in ("", RESOURCE):
+            return pattern
+        return pattern.replace(f":{RESOURCE}", f":{RESOURCE}:{checked_label(kind_label)}", 1)
+
+
+#: Nodes keyed by id alone: FalkorDB (graph per client), Neo4j tenancy ``database``.
+OWN_GRAPH = Scope(client_key=False)
+#: Nodes keyed by (client, id): Neo4j tenancy ``property``.
+SHARED_GRAPH = Scope(client_key=True)
+
+
+def grow(var: str, prop: str, value: str) -> str:
+    """Assignment that keeps the greater of the stored value and ``value``."""
+    return (f"{var}.{prop} = CASE WHEN {var}.{prop} IS NULL OR {value} > {var}.{prop} "
+            f"THEN {value} ELSE {var}.{prop} END")
+
+
+def shrink(var: str, prop: str, value: str) -> str:
+    """Assignment that keeps the smaller of the stored value and ``value``."""
+    return (f"{var}.{prop} = CASE WHEN {var}.{prop} IS NULL OR {value} < {var}.{prop} "
+            f"THEN {value} ELSE {var}.{prop} END")
+
+
+def when(flag: str, var: str, prop: str, value: str) -> str:
+    """Assignment of ``value`` only where ``flag`` holds."""
+    return f"{var}.{prop} = CASE WHEN {flag} THEN {value} ELSE {var}.{prop} END"
+
+
+def merge_object(scope: Scope, var: str, prefix: str, label: str) -> str:
+    """MERGE a Kubernetes object node named by row fields ``<prefix>id``, ``kind``,
+    ``namespace``, ``name``, ``uid`` and ``uid_v`` (the uid with the greatest version
+    wins: resource records over references, newer over older)."""
     r = f"r.{prefix}"
+    newer_uid = f"{r}uid_v > coalesce({var}.uid_v, '')"
     return (
-        f"MERGE ({variable}:{RESOURCE} {{id: {r}id}})"
-        f" ON CREATE SET {variable}.kind = {r}kind, {variable}.name = {r}name,"
-        f" {variable}.namespace = {r}namespace"
-        f"{_label_clause(variable, label)}"
-        f" SET {variable}.uid = CASE WHEN {r}uid IS NULL OR {r}uid = '' THEN {variable}.uid"
-        f" ELSE coalesce({variable}.uid, {r}uid) END"
+        f"MERGE {scope.object_key(var, label, f'{r}id')}"
+        f" ON CREATE SET {var}.kind = {r}kind, {var}.name = {r}name,"
+        f" {var}.namespace = {r}namespace"
+        f" SET {when(newer_uid, var, 'uid', f'{r}uid')},"
+        f" {when(newer_uid, var, 'uid_v', f'{r}uid_v')}"
     )
 
 
-def _grow(variable: str, prop: str, value: str) -> str:
-    return (f"{variable}.{prop} = CASE WHEN {variable}.{prop} IS NULL OR {value} > "
-            f"{variable}.{prop} THEN {value} ELSE {variable}.{prop} END")
-
-
-def _shrink(variable: str, prop: str, value: str) -> str:
-    return (f"{variable}.{prop} = CASE WHEN {variable}.{prop} IS NULL OR {value} < "
-            f"{variable}.{prop} THEN {value} ELSE {variable}.{prop} END")
-
-
-def write_events(object_label: str) -> str:
-    """Events about objects of one label, with their objects and namespaces."""
-    newer = "(e.last_seen IS NULL OR r.last_seen >= e.last_seen)"
+def link_namespace(scope: Scope, var: str, namespace: str) -> str:
+    """Tail of a statement: ``(var)-[:IN_NAMESPACE]->(Namespace)`` where it has one."""
+    ns_id = "'Namespace/' + nsname"
     return (
-        "UNWIND $rows AS r "
-        f"{merge_object('o', 'object_', object_label)} "
-        f"MERGE (e:{EVENT} {{id: r.id}}) "
-        "ON CREATE SET e.reason = r.reason, e.type = r.type, e.message = r.message, "
-        "e.severity = r.severity, e.source_component = r.source_component, "
-        "e.source_host = r.source_host, e.field_path = r.field_path, "
-        "e.namespace = r.object_namespace "
-        f"SET e.message = CASE WHEN {newer} THEN r.message ELSE e.message END, "
-        f"e.severity = CASE WHEN {newer} THEN r.severity ELSE e.severity END, "
-        f"{_grow('e', 'count', 'r.count')}, "
-        f"{_shrink('e', 'first_seen', 'r.first_seen')}, "
-        f"{_grow('e', 'last_seen', 'r.last_seen')} "
-        "MERGE (e)-[:ABOUT]->(o) "
-        "WITH r, o WHERE r.object_namespace <> '' "
-        f"MERGE (ns:{RESOURCE} {{id: 'Namespace/' + r.object_namespace}}) "
-        "ON CREATE SET ns.kind = 'Namespace', ns.name = r.object_namespace SET ns:Namespace "
-        "MERGE (o)-[:IN_NAMESPACE]->(ns)"
+        # Projected, then filtered (see cypher_state._RETRACT).
+        f"WITH {var}, {namespace} AS nsname, {namespace} <> '' AS namespaced "
+        "WHERE namespaced "
+        f"MERGE {scope.object_key('ns', 'Namespace', ns_id)} "
+        "ON CREATE SET ns.kind = 'Namespace', ns.name = nsname, ns.namespace = '' "
+        f"MERGE ({var})-[:IN_NAMESPACE]->(ns)"
+    )
+
+
+def namespace_each(scope: Scope, var: str, namespace: str) -> str:
+    """``(var)-[:IN_NAMESPACE]->(Namespace)`` where it has a namespace, mid-statement.
+
+    Every statement that can create a namespaced object links it: which statement
+    creates it first depends on arrival order, and the graph must not.
+    """
+    ns_id = f"'Namespace/' + {namespace}"
+    return (f"FOREACH (_ IN CASE WHEN {namespace} <> '' THEN [1] ELSE [] END | "
+            f"MERGE {scope.object_key('ns', 'Namespace', ns_id)} ON CREATE SET "
+            f"ns.kind = 'Namespace', ns.name = {namespace}, ns.namespace = '' "
+            f"MERGE ({var})-[:IN_NAMESPACE]->(ns))")
+
+
+@lru_cache(maxsize=64)
+def merge_objects(scope: Scope, label: str) -> str:
+    """Objects that signals (events, alerts) are about, once per batch, with their
+    namespaces: signals then only MATCH them."""
+    return (f"UNWIND $rows AS r {merge_object(scope, 'o', 'object_', label)} "
+            f"{link_namespace(scope, 'o', 'r.object_namespace')}")
+
+
+@lru_cache(maxsize=8)
+def stale_objects(scope: Scope) -> str:
+    """Which objects of ``$rows`` the graph lacks (true), or has with an older uid."""
+    return (f"UNWIND $rows AS r OPTIONAL MATCH {scope.key('o', RESOURCE, 'r.object_id')} "
+            # Projected, then filtered (see cypher_state._RETRACT).
+            "WITH r, o IS NULL AS missing, r.object_uid_v > coalesce(o.uid_v, '') AS newer "
+            "WITH r, missing, missing OR newer AS stale WHERE stale "
+            "RETURN r.object_id, missing")
+
+
+@lru_cache(maxsize=8)
+def update_object_uids(scope: Scope) -> str:
+    """A newer uid for objects the graph has (see :func:`merge_object`)."""
+    newer_uid = "r.object_uid_v > coalesce(o.uid_v, '')"
+    return (f"UNWIND $rows AS r MATCH {scope.key('o', RESOURCE, 'r.object_id')} "
+            f"SET {when(newer_uid, 'o', 'uid', 'r.object_uid')}, "
+            f"{when(newer_uid, 'o', 'uid_v', 'r.object_uid_v')}")
+
+
+@lru_cache(maxsize=8)
+def write_events(scope: Scope) -> str:
+    """Events, each ABOUT its (already merged) object. A new event takes its row whole
+    (the common case, and the cheaper one); a known one merges it (newest state wins,
+    counts and times monotonic). In ON MATCH, ``e.v`` is assigned last: Neo4j applies
+    the items in order, and the others must compare against the old version."""
+    newer = "r.v > e.v"
+    return (
+        f"UNWIND $rows AS r MATCH {scope.key('o', RESOURCE, 'r.object_id')} "
+        f"MERGE {scope.key('e', EVENT, 'r.id')} "
+        "ON CREATE SET e += r.props, e.count = r.count, e.first_seen = r.first_seen, "
+        "e.last_seen = r.last_seen, e.v = r.v "
+        f"ON MATCH SET e += CASE WHEN {newer} THEN r.props ELSE {{}} END, "
+        f"{grow('e', 'count', 'r.count')}, {shrink('e', 'first_seen', 'r.first_seen')}, "
+        f"{grow('e', 'last_seen', 'r.last_seen')}, {when(newer, 'e', 'v', 'r.v')} "
+        "MERGE (e)-[:ABOUT]->(o)"
     )

@@ -13,8 +13,43 @@ from kgcelery.graph import cypher
 from kgcelery.graph.base import GraphStore
 
 
+def cypher_literal(value: Any) -> str:
+    """A parameter value in the syntax of FalkorDB's ``CYPHER name=value`` header.
+
+    The same syntax as the falkordb client writes (strings double-quoted with ``\\``
+    and ``"`` escaped, map keys in backticks), about twice as fast: a 500-row batch
+    is ~400 kB of parameters, and encoding it was a third of a worker's time.
+    """
+    kind = type(value)
+    if kind is str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return repr(value)
+    if kind is dict:
+        return "{" + ",".join([f"`{key}`:{cypher_literal(item)}"
+                               for key, item in value.items()]) + "}"
+    if kind is list or kind is tuple:
+        return "[" + ",".join([cypher_literal(item) for item in value]) + "]"
+    raise TypeError(f"cannot send a {kind.__name__} as a FalkorDB parameter")
+
+
+def params_header(params: dict[str, Any]) -> str:
+    if not params:
+        return ""
+    return "CYPHER " + " ".join(f"{name}={cypher_literal(value)}"
+                                for name, value in params.items()) + " "
+
+
 class FalkorDBStore(GraphStore):
-    """:param url: ``redis://[:password@]host:port``."""
+    """:param url: ``redis://[:password@]host:port``.
+    :param query_timeout_ms: FalkorDB's own limit on one query.
+    """
+
+    client_key = False
 
     def __init__(self, url: str, *, password: str | None = None,
                  query_timeout_ms: int = 60_000) -> None:
@@ -22,7 +57,10 @@ class FalkorDBStore(GraphStore):
         if password:
             kwargs["password"] = password
         self.url = url
-        self._db = FalkorDB.from_url(url, **kwargs)
+        try:  # the client connects at once
+            self._db = FalkorDB.from_url(url, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError, ConnectionError) as exc:
+            raise GraphUnavailableError(f"FalkorDB at {url} is unreachable: {exc}") from exc
         self._timeout = query_timeout_ms
         self._schema_done: set[str] = set()
 
@@ -30,7 +68,7 @@ class FalkorDBStore(GraphStore):
             params: dict[str, Any] | None = None) -> list[list[Any]]:
         graph = self._db.select_graph(database_for(client_id))
         try:
-            result = graph.query(query, params or {}, timeout=self._timeout)
+            result = graph.query(params_header(params or {}) + query, timeout=self._timeout)
         except (redis.ConnectionError, redis.TimeoutError, ConnectionError) as exc:
             raise GraphUnavailableError(f"FalkorDB at {self.url} is unreachable: {exc}") from exc
         return list(result.result_set)
@@ -38,15 +76,20 @@ class FalkorDBStore(GraphStore):
     def ensure_schema(self, client_id: str) -> None:
         if client_id in self._schema_done:
             return
-        existing = {row[0] for row in self.run(client_id, "CALL db.indexes() YIELD label "
-                                                          "RETURN label")}
-        for label, prop in cypher.INDEXES:
-            if label not in existing:
-                try:
-                    self.run(client_id, f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
-                except redis.ResponseError as exc:
-                    if "already indexed" not in str(exc):
-                        raise
+        wanted = [(label, "id") for label in cypher.KEYED_LABELS] + list(cypher.LOOKUPS)
+        existing: set[tuple[str, str]] = set()
+        for label, properties in self.run(
+                client_id, "CALL db.indexes() YIELD label, properties RETURN label, properties"):
+            existing.update((label, prop) for prop in properties)
+        for label, prop in wanted:
+            if (label, prop) in existing:
+                continue
+            try:
+                self.run(client_id, f"CREATE INDEX FOR (n:{cypher.checked_label(label)}) "
+                                    f"ON (n.{prop})")
+            except redis.ResponseError as exc:
+                if "already indexed" not in str(exc):
+                    raise
         self._schema_done.add(client_id)
 
     def drop(self, client_id: str) -> None:

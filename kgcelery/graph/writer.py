@@ -1,21 +1,179 @@
-"""Write normalized records into a client's graph: one statement per batch and label."""
+"""Write normalized signals (events, alerts, logs) into a client's graph.
+
+One statement per batch and label, at most ``store.batch_rows`` rows each (500:
+FalkorDB writes ~20x faster at 500 rows per statement than one by one). Rows for the
+same node within one batch are folded first (newest version, max counts, min
+first-seen): a statement must update each node from one row, because FalkorDB computes
+the flags of every row before it writes any. Resource and topology records are written
+by :mod:`kgcelery.graph.writer_state`.
+"""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from kgcelery.graph import cypher
+from kgcelery.graph import cypher, cypher_signals, cypher_state
 from kgcelery.graph.base import GraphStore
+from kgcelery.graph.cypher import OWN_GRAPH, SHARED_GRAPH, Scope
+from kgcelery.graph.model import TOPOLOGY_TYPES, label_for
+from kgcelery.normalize.alerts import AlertRecord
 from kgcelery.normalize.events import EventRecord
+from kgcelery.normalize.logs import EmitterLogs, pattern_rows
+
+#: How long a log batch id is remembered: far longer than any redelivery (the broker's
+#: visibility timeout, retries with backoff).
+LOG_LEDGER_TTL_S = 86_400.0
+_PRUNE_EVERY_S = 600.0
+_ADOPTED_RELS = sorted(set(TOPOLOGY_TYPES.values()))
+_last_prune: dict[str, float] = {}
+
+Row = dict[str, Any]
+
+
+def scope_of(store: GraphStore) -> Scope:
+    return SHARED_GRAPH if store.client_key else OWN_GRAPH
+
+
+def run_chunks(store: GraphStore, client_id: str, query: str, rows: Sequence[Row],
+               **params: Any) -> None:
+    size = store.batch_rows
+    for start in range(0, len(rows), size):
+        store.run(client_id, query, {"rows": list(rows[start:start + size]), **params})
+
+
+def fold(rows: Iterable[Row], *, grow: Sequence[str] = (), shrink: Sequence[str] = (),
+         key: str = "id") -> list[Row]:
+    """One row per ``key``: the newest (greatest ``v``), with ``grow`` fields at their
+    maximum and ``shrink`` fields at their minimum over all of them."""
+    folded: dict[Any, Row] = {}
+    for row in rows:
+        seen = folded.get(row[key])
+        if seen is None:
+            folded[row[key]] = row
+            continue
+        newest = dict(row if row["v"] > seen["v"] else seen)
+        for name in grow:
+            values = [x for x in (row[name], seen[name]) if x is not None]
+            newest[name] = max(values) if values else None
+        for name in shrink:
+            values = [x for x in (row[name], seen[name]) if x is not None]
+            newest[name] = min(values) if values else None
+        folded[row[key]] = newest
+    return [folded[k] for k in sorted(folded)]
+
+
+def objects_by_label(pairs: Iterable[tuple[str, Row]]) -> dict[str, list[Row]]:
+    """Object rows (label, row) folded per object id: the greatest ``uid_v`` wins."""
+    best: dict[str, tuple[str, Row]] = {}
+    for label, row in pairs:
+        seen = best.get(row["object_id"])
+        if seen is None or row["object_uid_v"] > seen[1]["object_uid_v"]:
+            best[row["object_id"]] = (label, row)
+    grouped: dict[str, list[Row]] = defaultdict(list)
+    for oid in sorted(best):
+        label, row = best[oid]
+        grouped[label].append(row)
+    return grouped
+
+
+def _merge_objects(store: GraphStore, client_id: str,
+                   pairs: Iterable[tuple[str, Row]]) -> list[str]:
+    """MERGE the objects signals are about; return the uids this gave them.
+
+    Most signals are about objects the graph already has: one read finds them, and
+    only new objects (with their namespace) and newer uids are written; rewriting
+    known objects was half the cost of writing events. Objects are never deleted, so
+    "known" cannot become wrong, and the writes re-check what they change.
+    """
+    scope = scope_of(store)
+    changed: list[str] = []
+    for label, rows in sorted(objects_by_label(pairs).items()):
+        stale: dict[str, bool] = {}
+        for start in range(0, len(rows), store.batch_rows):
+            keys = [{"object_id": row["object_id"], "object_uid_v": row["object_uid_v"]}
+                    for row in rows[start:start + store.batch_rows]]
+            stale.update((oid, bool(missing)) for oid, missing in store.run(
+                client_id, cypher.stale_objects(scope), {"rows": keys}))
+        new = [row for row in rows if stale.get(row["object_id"]) is True]
+        newer = [row for row in rows if stale.get(row["object_id"]) is False]
+        run_chunks(store, client_id, cypher.merge_objects(scope, label), new)
+        run_chunks(store, client_id, cypher.update_object_uids(scope), newer)
+        changed += [row["object_uid"] for row in new + newer if row["object_uid"]]
+    return changed
+
+
+def adopt_placeholders(store: GraphStore, client_id: str, uids: Iterable[str]) -> int:
+    """Move the edges of placeholders whose object now exists onto it; drop them."""
+    scope = scope_of(store)
+    wanted = sorted(set(uids))
+    if not wanted:
+        return 0
+    rows = store.run(client_id, cypher_state.adoptable_placeholders(scope), {"uids": wanted})
+    ready = sorted({row[0] for row in rows})
+    if not ready:
+        return 0
+    for rel in _ADOPTED_RELS:
+        for outgoing in (True, False):
+            store.run(client_id, cypher_state.adopt_edges(scope, rel, outgoing), {"uids": ready})
+    store.run(client_id, cypher_state.delete_adopted(scope), {"uids": ready})
+    return len(ready)
 
 
 def write_events(store: GraphStore, client_id: str, events: Iterable[EventRecord]) -> int:
     """MERGE events and the objects they are about; return how many were written."""
-    by_label: dict[str, list[dict[str, object]]] = defaultdict(list)
-    for event in events:
-        by_label[event.object_label].append(event.row())
+    events = list(events)
+    if not events:
+        return 0
     store.ensure_schema(client_id)
-    for label, rows in sorted(by_label.items()):
-        store.run(client_id, cypher.write_events(label), {"rows": rows})
-    return sum(len(rows) for rows in by_label.values())
+    uids = _merge_objects(store, client_id, ((e.object_label, e.object_row()) for e in events))
+    rows = fold((e.row() for e in events), grow=("count", "last_seen"), shrink=("first_seen",))
+    run_chunks(store, client_id, cypher.write_events(scope_of(store)), rows)
+    # An event may be the first to name a uid that a topology edge waits on.
+    adopt_placeholders(store, client_id, uids)
+    return len(events)
+
+
+def write_alerts(store: GraphStore, client_id: str, alerts: Iterable[AlertRecord]) -> int:
+    """MERGE alert episodes and the objects they are about."""
+    alerts = list(alerts)
+    if not alerts:
+        return 0
+    store.ensure_schema(client_id)
+    scope = scope_of(store)
+    _merge_objects(store, client_id, ((a.object_label, a.object_row())
+                                      for a in alerts if a.object_id))
+    rows = fold((a.row() for a in alerts), grow=("seen",), shrink=("starts_at",))
+    for with_object in (True, False):
+        chosen = [row for row in rows if bool(row["object_id"]) is with_object]
+        run_chunks(store, client_id, cypher_signals.write_alerts(scope, with_object), chosen)
+    return len(alerts)
+
+
+def write_logs(store: GraphStore, client_id: str, emitters: Iterable[EmitterLogs],
+               batch_id: str, *, now: float | None = None) -> int:
+    """Add one batch's log counts and patterns, once per ``batch_id`` however often it
+    is replayed; return how many lines the batch held."""
+    emitters = list(emitters)
+    if not emitters:
+        return 0
+    store.ensure_schema(client_id)
+    scope = scope_of(store)
+    now = time.time() if now is None else now
+    by_label: dict[str, list[EmitterLogs]] = defaultdict(list)
+    for emitter in emitters:
+        by_label[emitter.label].append(emitter)
+    for label, group in sorted(by_label.items()):
+        query = cypher_signals.write_log_patterns(scope, label_for(label))
+        for start in range(0, len(group), store.batch_rows):
+            chunk = group[start:start + store.batch_rows]
+            store.run(client_id, query, {
+                "rows": [emitter.row() for emitter in chunk], "patterns": pattern_rows(chunk),
+                "now": now, "batch": f"{batch_id}:{label}:{start}"})
+    if now - _last_prune.get(client_id, 0.0) > _PRUNE_EVERY_S:
+        store.run(client_id, cypher_signals.prune_log_batches(scope),
+                  {"cutoff": now - LOG_LEDGER_TTL_S})
+        _last_prune[client_id] = now
+    return sum(emitter.lines for emitter in emitters)

@@ -9,13 +9,12 @@ owners), and an already normalized event (``reason``, ``message``, ``namespace``
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import CLUSTER_SCOPED, label_for, object_id
+from kgcelery.graph.model import CLUSTER_SCOPED, canonical_kind, label_for, object_id
+from kgcelery.normalize.common import count, digest, object_ref, text, version
 from kgcelery.normalize.timeparse import first_epoch
 
 #: Reasons that point at a failure, whatever the event's type says.
@@ -52,8 +51,30 @@ class EventRecord:
     object_uid: str
     field_path: str
 
+    #: Newest observation first: last seen, then count, then content.
+    v: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "v", version(self.last_seen, self.count, content=[
+            self.reason, self.type, self.message, self.severity, self.source_component,
+            self.source_host, self.field_path, self.first_seen]))
+
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The graph row: merged fields apart, the newest observation's fields in props."""
+        return {
+            "id": self.id, "v": self.v, "count": self.count,
+            "first_seen": self.first_seen, "last_seen": self.last_seen,
+            "object_id": self.object_id,
+            "props": {"reason": self.reason, "type": self.type, "message": self.message,
+                      "severity": self.severity, "source_component": self.source_component,
+                      "source_host": self.source_host, "field_path": self.field_path,
+                      "namespace": self.object_namespace},
+        }
+
+    def object_row(self) -> dict[str, Any]:
+        """The row naming the object this event is about (``cypher.merge_objects``)."""
+        return object_ref(self.object_id, self.object_kind, self.object_namespace,
+                          self.object_name, self.object_uid, self.last_seen)
 
 
 def severity_of(event_type: str, reason: str) -> str:
@@ -66,62 +87,46 @@ def severity_of(event_type: str, reason: str) -> str:
     return "info"
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _count(*values: Any) -> int:
-    for value in values:
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int | float) and value >= 0:
-            return int(value)
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-    return 1
-
-
 def _fallback_id(*parts: Any) -> str:
-    digest = hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:20]
-    return f"ev:{digest}"
+    return f"ev:{digest(list(parts), 20)}"
 
 
 def _object(ref: dict[str, Any], default_namespace: str) -> dict[str, str]:
-    kind = _text(ref.get("kind")) or "Unknown"
-    name = _text(ref.get("name"))
+    kind = canonical_kind(text(ref.get("kind"))) or "Unknown"
+    name = text(ref.get("name"))
     if not name:
         raise RejectedRecordError("unrecognized-event", "the event names no object")
     # Cluster-scoped objects (a Node) sometimes carry the event's namespace anyway.
     namespace = "" if kind in CLUSTER_SCOPED else (
-        _text(ref.get("namespace")) or default_namespace)
+        text(ref.get("namespace")) or default_namespace)
     oid = object_id(kind, namespace, name)
     return {"object_id": oid, "object_label": label_for(kind), "object_kind": kind,
             "object_namespace": namespace, "object_name": name,
-            "object_uid": _text(ref.get("uid")), "field_path": _text(ref.get("fieldPath"))}
+            "object_uid": text(ref.get("uid")), "field_path": text(ref.get("fieldPath"))}
 
 
 def _core_v1(event: dict[str, Any]) -> EventRecord:
     meta = event.get("metadata") or {}
     series = event.get("series") or {}
     source = event.get("source") or {}
-    reason = _text(event.get("reason"))
-    event_type = _text(event.get("type")) or "Normal"
-    obj = _object(event.get("involvedObject") or {}, _text(meta.get("namespace")))
+    reason = text(event.get("reason"))
+    event_type = text(event.get("type")) or "Normal"
+    obj = _object(event.get("involvedObject") or {}, text(meta.get("namespace")))
     first = first_epoch(event.get("firstTimestamp"), event.get("eventTime"),
                         meta.get("creationTimestamp"))
     last = first_epoch(series.get("lastObservedTime"), event.get("lastTimestamp"),
                        event.get("eventTime"), event.get("firstTimestamp"),
                        meta.get("creationTimestamp"))
-    message = _text(event.get("message"))
-    uid = _text(meta.get("uid"))
+    message = text(event.get("message"))
+    uid = text(meta.get("uid"))
     return EventRecord(
         id=uid or _fallback_id(obj["object_id"], reason, meta.get("name"), first),
         reason=reason, type=event_type, message=message,
-        count=_count(series.get("count"), event.get("count")),
+        count=count(series.get("count"), event.get("count")),
         first_seen=first, last_seen=last if last is not None else first,
         severity=severity_of(event_type, reason),
-        source_component=_text(source.get("component") or event.get("reportingComponent")),
-        source_host=_text(source.get("host") or event.get("reportingInstance")),
+        source_component=text(source.get("component") or event.get("reportingComponent")),
+        source_host=text(source.get("host") or event.get("reportingInstance")),
         **obj,
     )
 
@@ -130,47 +135,47 @@ def _events_v1(event: dict[str, Any]) -> EventRecord:
     meta = event.get("metadata") or {}
     series = event.get("series") or {}
     source = event.get("deprecatedSource") or {}
-    reason = _text(event.get("reason"))
-    event_type = _text(event.get("type")) or "Normal"
-    obj = _object(event.get("regarding") or {}, _text(meta.get("namespace")))
+    reason = text(event.get("reason"))
+    event_type = text(event.get("type")) or "Normal"
+    obj = _object(event.get("regarding") or {}, text(meta.get("namespace")))
     first = first_epoch(event.get("deprecatedFirstTimestamp"), event.get("eventTime"),
                         meta.get("creationTimestamp"))
     last = first_epoch(series.get("lastObservedTime"), event.get("deprecatedLastTimestamp"),
                        event.get("eventTime"), meta.get("creationTimestamp"))
-    uid = _text(meta.get("uid"))
+    uid = text(meta.get("uid"))
     return EventRecord(
         id=uid or _fallback_id(obj["object_id"], reason, meta.get("name"), first),
-        reason=reason, type=event_type, message=_text(event.get("note")),
-        count=_count(series.get("count"), event.get("deprecatedCount")),
+        reason=reason, type=event_type, message=text(event.get("note")),
+        count=count(series.get("count"), event.get("deprecatedCount")),
         first_seen=first, last_seen=last if last is not None else first,
         severity=severity_of(event_type, reason),
-        source_component=_text(event.get("reportingController") or source.get("component")),
-        source_host=_text(source.get("host") or event.get("reportingInstance")),
+        source_component=text(event.get("reportingController") or source.get("component")),
+        source_host=text(source.get("host") or event.get("reportingInstance")),
         **obj,
     )
 
 
 def _already_normalized(event: dict[str, Any]) -> EventRecord:
-    kind = _text(event.get("involved_object_kind")) or ("Pod" if event.get("pod_name") else "")
-    name = _text(event.get("involved_object_name") or event.get("pod_name"))
-    namespace = _text(event.get("namespace"))
+    kind = text(event.get("involved_object_kind")) or ("Pod" if event.get("pod_name") else "")
+    name = text(event.get("involved_object_name") or event.get("pod_name"))
+    namespace = text(event.get("namespace"))
     obj = _object({"kind": kind, "name": name, "namespace": namespace,
                    "uid": event.get("involved_object_uid")}, namespace)
-    reason = _text(event.get("reason"))
-    message = _text(event.get("message"))
+    reason = text(event.get("reason"))
+    message = text(event.get("message"))
     seen = first_epoch(event.get("timestamp"), event.get("last_seen"))
     first = first_epoch(event.get("first_seen"), event.get("timestamp")) or seen
-    event_type = _text(event.get("type")) or "Normal"
-    severity = _text(event.get("severity")).lower()
+    event_type = text(event.get("type")) or "Normal"
+    severity = text(event.get("severity")).lower()
     if severity not in _SEVERITIES:
         severity = severity_of(event_type, reason)
     return EventRecord(
-        id=_text(event.get("id") or event.get("uid"))
+        id=text(event.get("id") or event.get("uid"))
         or _fallback_id(obj["object_id"], reason, message, seen),
-        reason=reason, type=event_type, message=message, count=_count(event.get("count")),
+        reason=reason, type=event_type, message=message, count=count(event.get("count")),
         first_seen=first, last_seen=seen, severity=severity,
-        source_component=_text(event.get("source_component") or event.get("source")),
-        source_host=_text(event.get("source_host") or event.get("node_name")),
+        source_component=text(event.get("source_component") or event.get("source")),
+        source_host=text(event.get("source_host") or event.get("node_name")),
         **obj,
     )
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from kgcelery.clients import queue_for, validate_client_id
 from kgcelery.embedded.process import ManagedProcess
+from kgcelery.errors import StackError
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,14 @@ def worker_argv(client_id: str, index: int, settings: Settings) -> list[str]:
 
 
 class LocalScaler:
-    """Runs worker subprocesses; :meth:`scale` sets how many a client has."""
+    """Runs worker subprocesses; :meth:`scale` sets how many a client has.
+
+    It holds the processes, so it lives inside a long-lived process: the supervisor of
+    ``kgcelery up`` or ``kgcelery reconcile``. Workers get SIGTERM if that process dies
+    (PDEATHSIG), so none outlives it.
+    """
+
+    name = "local"
 
     def __init__(self, settings: Settings, *, run_dir: Path, log_dir: Path) -> None:
         self.settings = settings
@@ -54,10 +63,29 @@ class LocalScaler:
             worker.start()
             log.info("started worker %d of %s (pid %s)", index, client_id, worker.pid)
             workers.append(worker)
+        surplus = []
         while len(workers) > count:
-            worker = workers.pop()
+            surplus.append(workers.pop())
+        # Signal all first so that their warm shutdowns run side by side.
+        for worker in surplus:
             log.info("stopping %s (warm shutdown)", worker.name)
-            worker.stop(timeout=60)
+            worker.send_signal(signal.SIGTERM)
+        for worker in surplus:
+            worker.stop(timeout=self.settings.task_time_limit_s + 10)
+
+    def apply(self, desired: Mapping[str, int]) -> dict[str, int]:
+        """Scale every client to its desired count (0 if absent); restart dead workers."""
+        for client_id in sorted(set(desired) | set(self._workers)):
+            try:
+                self.scale(client_id, desired.get(client_id, 0))
+            except StackError as exc:
+                # A worker left by an earlier run holds the pid file: say so, go on.
+                log.error("cannot scale %s: %s", client_id, exc)
+        self.restart_dead()
+        return self.actual()
+
+    def close(self) -> None:
+        self.stop_all()
 
     def restart_dead(self) -> list[str]:
         """Start again every worker that exited on its own; return their names."""
@@ -67,7 +95,11 @@ class LocalScaler:
                 if not worker.alive():
                     log.warning("%s exited (code %s); starting it again", worker.name,
                                 worker.returncode())
-                    worker.start()
+                    try:
+                        worker.start()
+                    except StackError as exc:
+                        log.error("cannot restart %s: %s", worker.name, exc)
+                        continue
                     restarted.append(worker.name)
         return restarted
 
@@ -77,5 +109,5 @@ class LocalScaler:
         for worker in every:
             worker.send_signal(signal.SIGTERM)
         for worker in every:
-            worker.stop(timeout=60)
+            worker.stop(timeout=self.settings.task_time_limit_s + 10)
         self._workers.clear()

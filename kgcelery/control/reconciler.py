@@ -1,0 +1,89 @@
+"""The reconciler: makes actual workers = desired workers through a scaler backend.
+
+Beat decides (``desired_workers`` in the registry); the reconciler acts. Where it runs
+depends on the backend:
+
+- ``local``: the scaler owns worker subprocesses, so the reconciler lives in a
+  long-lived process: ``kgcelery up``'s supervisor loop, or ``kgcelery reconcile``.
+- ``celery`` / ``kubernetes``: the state lives in the workers or the cluster, so one
+  pass holds nothing; beat runs ``kgcelery.reconcile_worker_pools`` on the ``control``
+  queue every ``RECONCILE_INTERVAL_S`` (which is also what re-asserts runtime queues
+  on a fleet worker that restarted), and ``kgcelery reconcile`` can run it by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import redis
+from celery import Celery
+
+from kgcelery.control.registry import Registry
+from kgcelery.control.scalers.base import Scaler
+from kgcelery.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_scaler(settings: Settings, *, app: Celery | None = None) -> Scaler:
+    """The scaler backend that ``SCALER_BACKEND`` names."""
+    if settings.scaler_backend == "local":
+        from kgcelery.control.scalers.local import LocalScaler
+
+        state_dir = Path(settings.state_dir).resolve()
+        return LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
+    if settings.scaler_backend == "celery":
+        from kgcelery.app import create_app
+        from kgcelery.control.scalers.fleet import FleetScaler
+
+        return FleetScaler(app or create_app(settings), pattern=settings.fleet_worker_pattern,
+                           timeout=settings.inspect_timeout_s)
+    from kgcelery.control.scalers.k8s import KubernetesScaler
+
+    return KubernetesScaler.from_settings(settings)
+
+
+class Reconciler:
+    """One pass: read the desired counts, hand them to the scaler, return what it manages."""
+
+    def __init__(self, registry: Registry, scaler: Scaler) -> None:
+        self.registry = registry
+        self.scaler = scaler
+
+    def desired(self) -> dict[str, int]:
+        """Desired workers per client; a client beat has not sized yet wants none."""
+        return {record.client_id: record.desired_workers or 0 for record in self.registry.all()}
+
+    def reconcile(self) -> dict[str, int]:
+        return self.scaler.apply(self.desired())
+
+
+def run_reconciler(settings: Settings, stop: threading.Event, *, once: bool = False) -> None:
+    """``kgcelery reconcile``: reconcile every ``RECONCILE_INTERVAL_S`` until ``stop``."""
+    registry = Registry.from_url(settings.registry_url)
+    scaler = make_scaler(settings)
+    reconciler = Reconciler(registry, scaler)
+    metrics_server = None
+    if settings.control_metrics_port and not once:
+        from kgcelery.control.metrics import serve_metrics
+
+        metrics_server = serve_metrics(settings, registry)
+    log.info("reconciler running (backend %s, every %g s)", scaler.name,
+             settings.reconcile_interval_s)
+    try:
+        while True:
+            try:
+                actual = reconciler.reconcile()
+                log.debug("workers per client: %s", actual)
+            except redis.ConnectionError as exc:
+                log.warning("the registry's Redis is unreachable (%s); retrying", exc)
+            if once or stop.wait(settings.reconcile_interval_s):
+                break
+    finally:
+        # The local backend stops its workers here (warm shutdown); others hold nothing.
+        scaler.close()
+        registry.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()

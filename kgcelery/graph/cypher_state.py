@@ -1,0 +1,258 @@
+"""Cypher for the state of Kubernetes objects: resource records, containers, the
+edges their state implies, deletions, snapshots, and topology edge records.
+
+Versions (see :mod:`kgcelery.normalize.common`): ``n.v`` is the newest update applied
+(its properties are the node's state), ``n.del_v`` the newest deletion (a DELETE, a
+complete snapshot without the object, a tombstone). ``n.gone`` is ``del_v > v``, so a
+late old update never revives a deleted object and a recreation (newer) does.
+A topology edge record keeps its own ``edge_v``/``edge_op`` on the edge; an edge that
+is neither implied by state (``spec``) nor asserted by a live edge record is ``gone``
+(kept as a tombstone, so an older assertion arriving later cannot bring it back).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from kgcelery.graph.cypher import (
+    Scope,
+    checked_relationship,
+    link_namespace,
+    merge_object,
+    namespace_each,
+    when,
+)
+from kgcelery.graph.model import RESOURCE
+
+#: ``gone`` from the versions just written. A deletion older than the state is
+#: forgotten (emptied: see ``normalize.common.filled`` for why nothing is removed): it
+#: can no longer matter, and the graph stays the same whatever order led to it.
+#: XXX: FalkorDB evaluates consecutive SET clauses before applying any of them (Neo4j
+#: applies them in order), so a SET that reads what a previous one wrote follows a WITH.
+_GONE = ("WITH {carry}, coalesce({n}.del_v, '') > coalesce({n}.v, '') AS is_gone "
+         "SET {n}.gone = is_gone, "
+         "{n}.gone_at = CASE WHEN is_gone THEN {n}.del_at ELSE 0.0 END, "
+         "{n}.del_at = CASE WHEN is_gone THEN {n}.del_at ELSE 0.0 END, "
+         "{n}.del_by = CASE WHEN is_gone THEN {n}.del_by ELSE '' END, "
+         "{n}.del_v = CASE WHEN is_gone THEN {n}.del_v ELSE '' END")
+#: XXX: every filter that follows a write is projected first (``WITH x, cond AS ok
+#: WHERE ok``): FalkorDB 4.x moves a plain ``WITH x WHERE cond`` above the write,
+#: and the write is lost for the rows it filters out.
+_RETRACT = ("SET e.spec = null, e.gone = coalesce(e.edge_op, '') = 'DELETE' "
+            "WITH e, e.edge_op IS NULL AS lonely WHERE lonely DELETE e")
+_ASSERT = "SET e.spec = true, e.gone = false"
+#: The id of the placeholder of uid ``u`` (see ``model.placeholder_id``).
+_PH_ID = "'uid:' + u"
+_SELECTED = ("s.selector IS NOT NULL AND size(s.selector) > 0 AND "
+             "all(x IN s.selector WHERE x IN coalesce(p.labels, []))")
+
+
+def _deleted(flag: str, n: str, v: str, at: str, by: str) -> str:
+    return (f"{when(flag, n, 'del_at', at)}, {when(flag, n, 'del_by', repr(by))}, "
+            f"{when(flag, n, 'del_v', v)}")
+
+
+@lru_cache(maxsize=64)
+def upsert_resources(scope: Scope, label: str) -> str:
+    """UPSERT and DELETE observations of objects of one label, and their namespaces.
+
+    An update older than the last complete snapshot (``$cluster``'s ``snapshot_v``)
+    leaves the object gone as of that snapshot: it was not in it (a node that was has
+    a version newer than the snapshot's own).
+    """
+    newer = "r.op = 'UPSERT' AND (n.v IS NULL OR r.v > n.v)"
+    deleted = "r.op = 'DELETE' AND (n.del_v IS NULL OR r.v > n.del_v)"
+    newer_uid = "r.uid_v > coalesce(n.uid_v, '')"
+    absent = "n.v IS NOT NULL AND n.v < snap AND coalesce(n.del_v, '') < snap"
+    return (
+        f"OPTIONAL MATCH {scope.key('c', RESOURCE, '$cluster')} "
+        "WITH coalesce(c.snapshot_v, '') AS snap, c.snapshot_at AS snap_at "
+        "UNWIND $rows AS r "
+        f"MERGE {scope.object_key('n', label, 'r.id')} "
+        "ON CREATE SET n.kind = r.kind, n.name = r.name, n.namespace = r.namespace "
+        f"WITH snap, snap_at, r, n, {newer} AS newer, {deleted} AS deleted "
+        "SET n += CASE WHEN newer THEN r.props ELSE {} END, "
+        f"{when(newer_uid, 'n', 'uid', 'r.uid')}, {when(newer_uid, 'n', 'uid_v', 'r.uid_v')}, "
+        f"{_deleted('deleted', 'n', 'r.v', 'r.at', 'delete')}, "
+        f"{when('newer', 'n', 'v', 'r.v')} "
+        f"WITH snap, snap_at, r, n, {absent} AS absent "
+        f"SET {_deleted('absent', 'n', 'snap', 'snap_at', 'snapshot')} "
+        f"{_GONE.format(n='n', carry='r, n')} "
+        f"{link_namespace(scope, 'n', 'r.namespace')}"
+    )
+
+
+@lru_cache(maxsize=8)
+def tombstone_resources(scope: Scope, by_uid: bool) -> str:
+    """Null values: gone as of the newest observation already applied (a tombstone has
+    no time of its own; a strictly newer update, a recreation, still revives)."""
+    match = (scope.node("n", RESOURCE, "uid: r.uid") + " WHERE n.placeholder IS NULL AND "
+             "(r.kind = '' OR n.kind = r.kind)") if by_uid else scope.key("n", RESOURCE, "r.id")
+    return (
+        f"UNWIND $rows AS r MATCH {match} "
+        # '~' sorts after every version character; '0' before any real version.
+        "WITH n, CASE WHEN n.v IS NULL THEN '0' ELSE n.v + '~' END AS tv "
+        "WITH n, tv, (n.del_v IS NULL OR tv > n.del_v) AS deleted "
+        f"SET {_deleted('deleted', 'n', 'tv', 'n.at', 'tombstone')} "
+        f"{_GONE.format(n='n', carry='n')}"
+    )
+
+
+@lru_cache(maxsize=8)
+def retract_scheduling(scope: Scope) -> str:
+    """Pods whose current state names another node (or none) than an implied edge."""
+    return (f"UNWIND $rows AS r MATCH {scope.key('n', RESOURCE, 'r.id')} WHERE n.v = r.v "
+            f"MATCH (n)-[e:SCHEDULED_ON]->(x) WHERE e.spec AND x.id <> r.node_id {_RETRACT}")
+
+
+@lru_cache(maxsize=8)
+def assert_scheduling(scope: Scope) -> str:
+    """``(Pod)-[:SCHEDULED_ON]->(Node)`` from the pod's current state; the node is
+    merged whatever the row's age (node existence does not depend on arrival order)."""
+    return (
+        f"UNWIND $rows AS r MERGE {scope.object_key('x', 'Node', 'r.node_id')} "
+        "ON CREATE SET x.kind = 'Node', x.name = r.node, x.namespace = '' "
+        f"WITH r, x MATCH {scope.key('n', RESOURCE, 'r.id')} "
+        "WITH x, n, n.v = r.v AS current WHERE current "
+        f"MERGE (n)-[e:SCHEDULED_ON]->(x) {_ASSERT}")
+
+
+@lru_cache(maxsize=8)
+def retract_owners(scope: Scope) -> str:
+    return (f"UNWIND $rows AS r MATCH {scope.key('n', RESOURCE, 'r.id')} WHERE n.v = r.v "
+            f"MATCH (o)-[e:OWNS]->(n) WHERE e.spec AND NOT o.id IN r.owner_ids {_RETRACT}")
+
+
+@lru_cache(maxsize=64)
+def assert_owners(scope: Scope, owner_label: str) -> str:
+    """``(owner)-[:OWNS]->(owned)`` from ownerReferences of the current state."""
+    return (
+        f"UNWIND $rows AS r {merge_object(scope, 'o', 'owner_', owner_label)} "
+        f"{namespace_each(scope, 'o', 'r.owner_namespace')} "
+        f"WITH r, o MATCH {scope.key('n', RESOURCE, 'r.id')} "
+        "WITH o, n, n.v = r.v AS current WHERE current "
+        f"MERGE (o)-[e:OWNS]->(n) {_ASSERT}")
+
+
+def _selection(head: str, match: str, retract: bool) -> str:
+    # XXX: FalkorDB 4.x drops rows when a list predicate (all(...)) sits in a WHERE
+    # clause; projected first and then filtered, it is evaluated correctly.
+    if retract:
+        return (f"{head}MATCH (s)-[e:SELECTS]->(p) WITH e, e.spec AND NOT ({_SELECTED}) "
+                f"AS stale WHERE stale {_RETRACT}")
+    return (f"{head}{match} WITH s, p, {_SELECTED} AS selected WHERE selected "
+            f"MERGE (s)-[e:SELECTS]->(p) {_ASSERT}")
+
+
+@lru_cache(maxsize=8)
+def service_selection(scope: Scope, retract: bool) -> str:
+    """Services (rows) re-evaluated against the pods of their namespace."""
+    head = f"UNWIND $rows AS r MATCH {scope.key('s', RESOURCE, 'r.id')} WHERE s.v = r.v "
+    return _selection(head, f"MATCH {scope.node('p', 'Pod', 'namespace: s.namespace')}",
+                      retract)
+
+
+@lru_cache(maxsize=8)
+def pod_selection(scope: Scope, retract: bool) -> str:
+    """Pods (rows) re-evaluated against the services of their namespace."""
+    head = f"UNWIND $rows AS r MATCH {scope.key('p', RESOURCE, 'r.id')} WHERE p.v = r.v "
+    return _selection(head, f"MATCH {scope.node('s', 'Service', 'namespace: p.namespace')}",
+                      retract)
+
+
+@lru_cache(maxsize=8)
+def upsert_containers(scope: Scope) -> str:
+    """Containers of pods, their state from the newest pod observation that had them."""
+    return (
+        f"UNWIND $rows AS r MATCH {scope.key('p', RESOURCE, 'r.pod_id')} "
+        f"MERGE {scope.object_key('c', 'Container', 'r.id')} ON CREATE SET "
+        "c.kind = 'Container', c.name = r.name, c.namespace = r.namespace "
+        "WITH r, p, c, (c.v IS NULL OR r.v > c.v) AS newer "
+        "SET c += CASE WHEN newer THEN r.props ELSE {} END, "
+        f"{when('newer', 'c', 'v', 'r.v')} MERGE (p)-[:HAS_CONTAINER]->(c)")
+
+
+@lru_cache(maxsize=8)
+def mark_snapshot(scope: Scope) -> str:
+    """Record a complete snapshot on the Cluster node, then mark every object with
+    state older than it as gone (objects in it are newer: they were just upserted)."""
+    newer = "c.snapshot_v IS NULL OR $snap > c.snapshot_v"
+    absent = ("n.v IS NOT NULL AND n.v < $snap AND n.kind <> 'Container' "
+              "AND n.kind <> 'Cluster' AND coalesce(n.del_v, '') < $snap")
+    return (
+        f"MERGE {scope.object_key('c', 'Cluster', '$cluster')} ON CREATE SET "
+        "c.kind = 'Cluster', c.name = $cluster_name, c.namespace = '' "
+        f"WITH c, {newer} AS newer "
+        f"SET {when('newer', 'c', 'snapshot_at', '$snap_at')}, "
+        f"{when('newer', 'c', 'snapshot_v', '$snap')} "
+        # Projected, then filtered: never an index range scan (see cypher.LOOKUPS).
+        f"WITH 1 AS one MATCH {scope.node('n', RESOURCE)} WITH n, {absent} AS absent "
+        "WHERE absent "
+        f"SET n.del_at = $snap_at, n.del_by = 'snapshot', n.del_v = $snap "
+        f"{_GONE.format(n='n', carry='n')}")
+
+
+@lru_cache(maxsize=8)
+def find_by_uid(scope: Scope) -> str:
+    """Real (non-placeholder) objects that have one of ``$uids``."""
+    return (f"UNWIND $uids AS u MATCH {scope.node('n', RESOURCE, 'uid: u')} "
+            "WHERE n.placeholder IS NULL RETURN u, n.id, n.kind")
+
+
+@lru_cache(maxsize=8)
+def adoptable_placeholders(scope: Scope) -> str:
+    """Placeholders among ``$uids`` whose real object now exists."""
+    return (f"UNWIND $uids AS u MATCH {scope.key('ph', RESOURCE, _PH_ID)} "
+            f"MATCH {scope.node('n', RESOURCE, 'uid: u')} WHERE n.placeholder IS NULL "
+            "RETURN DISTINCT u")
+
+
+@lru_cache(maxsize=32)
+def adopt_edges(scope: Scope, rel: str, outgoing: bool) -> str:
+    """Move one type of edge from placeholders to their real objects, newest
+    assertion winning where the real object already has the same edge."""
+    rel = checked_relationship(rel)
+    ph_edge = f"(ph)-[e:{rel}]->(x)" if outgoing else f"(x)-[e:{rel}]->(ph)"
+    real_edge = f"(n)-[f:{rel}]->(x)" if outgoing else f"(x)-[f:{rel}]->(n)"
+    take = "(f.edge_v IS NULL OR e.edge_v > f.edge_v)"
+    return (
+        f"UNWIND $uids AS u MATCH {scope.key('ph', RESOURCE, _PH_ID)} "
+        f"MATCH {scope.node('n', RESOURCE, 'uid: u')} WHERE n.placeholder IS NULL "
+        f"MATCH {ph_edge} WHERE x <> ph MERGE {real_edge} "
+        f"WITH e, f, {take} AS take "
+        f"SET {when('take', 'f', 'edge_id', 'e.edge_id')}, "
+        f"{when('take', 'f', 'edge_op', 'e.edge_op')}, "
+        f"{when('take', 'f', 'edge_at', 'e.edge_at')}, {when('take', 'f', 'edge_v', 'e.edge_v')} "
+        "WITH e, f SET f.gone = NOT coalesce(f.spec, false) AND f.edge_op = 'DELETE' DELETE e")
+
+
+@lru_cache(maxsize=8)
+def delete_adopted(scope: Scope) -> str:
+    return (f"UNWIND $uids AS u MATCH {scope.key('ph', RESOURCE, _PH_ID)} "
+            f"MATCH {scope.node('n', RESOURCE, 'uid: u')} WHERE n.placeholder IS NULL "
+            "DETACH DELETE ph")
+
+
+def _endpoint(scope: Scope, var: str, prefix: str, label: str) -> str:
+    r = f"r.{prefix}"
+    return (f"MERGE {scope.object_key(var, label, f'{r}id')} ON CREATE SET "
+            f"{var}.kind = {r}kind, {var}.name = {r}name, {var}.namespace = {r}namespace, "
+            f"{var}.uid = {r}uid, {var}.placeholder = {r}placeholder")
+
+
+@lru_cache(maxsize=128)
+def write_edges(scope: Scope, rel: str, from_label: str, to_label: str) -> str:
+    """Topology edge records of one type between objects of two labels (an end known
+    only by uid is a placeholder: label ``Resource``, id ``uid:<uid>``)."""
+    rel = checked_relationship(rel)
+    newer = "(e.edge_v IS NULL OR r.v > e.edge_v)"
+    return (
+        f"UNWIND $rows AS r {_endpoint(scope, 'a', 'from_', from_label)} "
+        f"{namespace_each(scope, 'a', 'r.from_namespace')} "
+        f"{_endpoint(scope, 'b', 'to_', to_label)} "
+        f"{namespace_each(scope, 'b', 'r.to_namespace')} MERGE (a)-[e:{rel}]->(b) "
+        f"WITH r, e, {newer} AS newer "
+        f"SET {when('newer', 'e', 'edge_id', 'r.id')}, "
+        f"{when('newer', 'e', 'edge_op', 'r.op')}, "
+        f"{when('newer', 'e', 'edge_at', 'r.at')}, {when('newer', 'e', 'edge_v', 'r.v')} "
+        "WITH e SET e.gone = NOT coalesce(e.spec, false) AND e.edge_op = 'DELETE'")

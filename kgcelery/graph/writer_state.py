@@ -1,0 +1,179 @@
+"""Write resource and topology records (object state, and the edges it implies).
+
+Per batch: the objects (one statement per label), tombstones, then what their current
+state implies (scheduling, owners, service selection, containers), each as one
+statement over the batch; then placeholders of uids that now have their object are
+adopted. Edge records whose ends are known only by uid are resolved through the
+``uid`` index first; an unknown uid gets a placeholder node (see ``model``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from kgcelery.graph import cypher_state
+from kgcelery.graph.base import GraphStore
+from kgcelery.graph.model import (
+    cluster_id,
+    label_for,
+    object_id,
+    parse_object_id,
+    placeholder_id,
+)
+from kgcelery.graph.writer import Row, adopt_placeholders, fold, run_chunks, scope_of
+from kgcelery.normalize.resources import DELETE, TOMBSTONE, UPSERT, ResourceRecord
+from kgcelery.normalize.topology import EdgeRecord, EndpointRef, SnapshotRecord
+
+
+def _find_uids(store: GraphStore, client_id: str,
+               uids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """uid -> (id, kind) of the real object that has it (the smallest id if several)."""
+    wanted = sorted(set(uids))
+    if not wanted:
+        return {}
+    found: dict[str, tuple[str, str]] = {}
+    for uid, oid, kind in store.run(client_id, cypher_state.find_by_uid(scope_of(store)),
+                                    {"uids": wanted}):
+        if uid not in found or oid < found[uid][0]:
+            found[uid] = (oid, kind or "")
+    return found
+
+
+def _resolve_deletes(store: GraphStore, client_id: str,
+                     records: list[ResourceRecord]) -> list[ResourceRecord]:
+    """DELETEs that name only a uid, rewritten to the id of the object that has it."""
+    found = _find_uids(store, client_id, (r.uid for r in records))
+    resolved = []
+    for record in records:
+        if record.uid in found:
+            oid = found[record.uid][0]
+            parsed = parse_object_id(oid) or (record.kind, "", oid)
+            resolved.append(ResourceRecord(
+                id=oid, kind=parsed[0], namespace=parsed[1], name=parsed[2], uid=record.uid,
+                op=record.op, at=record.at, v=record.v))
+    return resolved
+
+
+def _implied(store: GraphStore, client_id: str, current: list[ResourceRecord]) -> None:
+    """The edges the state of these (possibly current) observations implies."""
+    scope = scope_of(store)
+    pods = [r for r in current if r.kind == "Pod"]
+    services = [r for r in current if r.kind == "Service"]
+    if pods:
+        run_chunks(store, client_id, cypher_state.retract_scheduling(scope),
+                   [{"id": p.id, "v": p.v, "node_id": object_id("Node", None, p.node)
+                     if p.node else ""} for p in pods])
+        run_chunks(store, client_id, cypher_state.assert_scheduling(scope),
+                   [{"id": p.id, "v": p.v, "node": p.node,
+                     "node_id": object_id("Node", None, p.node)} for p in pods if p.node])
+    run_chunks(store, client_id, cypher_state.retract_owners(scope),
+               [{"id": r.id, "v": r.v, "owner_ids": [o.id for o in r.owners]} for r in current])
+    owners: dict[str, list[Row]] = defaultdict(list)
+    for record in current:
+        for owner in record.owners:
+            owners[label_for(owner.kind)].append({"id": record.id, "v": record.v,
+                                                  **owner.row(record.at)})
+    for label, rows in sorted(owners.items()):
+        run_chunks(store, client_id, cypher_state.assert_owners(scope, label), rows)
+    for records, query in ((services, cypher_state.service_selection),
+                           (pods, cypher_state.pod_selection)):
+        if records:
+            rows = [{"id": r.id, "v": r.v} for r in records]
+            run_chunks(store, client_id, query(scope, True), rows)
+            run_chunks(store, client_id, query(scope, False), rows)
+    containers = [c.row() for p in pods for c in p.containers]
+    if containers:
+        run_chunks(store, client_id, cypher_state.upsert_containers(scope),
+                   fold(containers, key="id"))
+
+
+def write_resources(store: GraphStore, client_id: str,
+                    records: Iterable[ResourceRecord]) -> int:
+    """Apply resource observations; return how many records were applied."""
+    records = list(records)
+    if not records:
+        return 0
+    store.ensure_schema(client_id)
+    scope = scope_of(store)
+    uid_deletes = [r for r in records if r.op == DELETE and not r.id]
+    changes = [r for r in records if r.op in (UPSERT, DELETE) and r.id]
+    changes += _resolve_deletes(store, client_id, uid_deletes)
+    # The newest UPSERT and the newest DELETE of each object in this batch.
+    newest: dict[tuple[str, str], ResourceRecord] = {}
+    for record in changes:
+        seen = newest.get((record.id, record.op))
+        if seen is None or record.v > seen.v:
+            newest[(record.id, record.op)] = record
+    # Updates and deletions of one object in separate statements: a statement updates
+    # each node from one row only (see cypher_signals.write_log_patterns).
+    by_statement: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for key in sorted(newest):
+        by_statement[(key[1], newest[key].label)].append(
+            newest[key].row())
+    for (_, label), rows in sorted(by_statement.items()):
+        run_chunks(store, client_id, cypher_state.upsert_resources(scope, label), rows,
+                   cluster=cluster_id(client_id))
+    tombstones = [r for r in records if r.op == TOMBSTONE]
+    for by_uid in (False, True):
+        unique = {(t.id, t.uid, t.kind) for t in tombstones if bool(t.uid and not t.id) is by_uid}
+        rows = [{"id": oid, "uid": uid, "kind": kind} for oid, uid, kind in sorted(unique)]
+        run_chunks(store, client_id, cypher_state.tombstone_resources(scope, by_uid), rows)
+    current = [newest[key] for key in sorted(newest) if key[1] == UPSERT]
+    _implied(store, client_id, current)
+    # Objects (and owners) that now have a uid may stand where placeholders wait.
+    adopt_placeholders(store, client_id, [r.uid for r in newest.values() if r.uid]
+                       + [o.uid for r in current for o in r.owners if o.uid])
+    return len(changes) + len(tombstones)
+
+
+def _end(ref: EndpointRef, found: dict[str, tuple[str, str]], prefix: str) -> tuple[str, Row]:
+    """(label, row fields) of one end of an edge, a placeholder if its uid is unknown."""
+    oid, kind = (ref.id, ref.kind) if ref.id else found.get(ref.uid, ("", ref.kind))
+    if not oid:
+        return "Resource", {f"{prefix}id": placeholder_id(ref.uid), f"{prefix}kind": kind,
+                            f"{prefix}name": "", f"{prefix}namespace": "",
+                            f"{prefix}uid": ref.uid, f"{prefix}placeholder": True}
+    _, namespace, name = parse_object_id(oid) or (kind, "", oid)
+    return label_for(kind), {f"{prefix}id": oid, f"{prefix}kind": kind, f"{prefix}name": name,
+                             f"{prefix}namespace": namespace, f"{prefix}uid": None,
+                             f"{prefix}placeholder": None}
+
+
+def write_topology(store: GraphStore, client_id: str,
+                   records: Iterable[EdgeRecord | SnapshotRecord]) -> int:
+    """Apply edge records and snapshots; return how many records were applied."""
+    records = list(records)
+    if not records:
+        return 0
+    store.ensure_schema(client_id)
+    scope = scope_of(store)
+    snapshots = sorted((r for r in records if isinstance(r, SnapshotRecord)), key=lambda s: s.at)
+    for snapshot in snapshots:
+        write_resources(store, client_id, snapshot.items)
+        if snapshot.complete:
+            store.run(client_id, cypher_state.mark_snapshot(scope), {
+                "cluster": cluster_id(client_id), "cluster_name": client_id,
+                "snap": snapshot.absent_v, "snap_at": snapshot.at})
+    edges = [r for r in records if isinstance(r, EdgeRecord)]
+    found = _find_uids(store, client_id, (ref.uid for e in edges
+                                          for ref in (e.source, e.target) if not ref.id))
+    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    placeholders: set[str] = set()
+    for edge in edges:
+        from_label, from_row = _end(edge.source, found, "from_")
+        to_label, to_row = _end(edge.target, found, "to_")
+        placeholders.update(row[f"{p}uid"] for p, row in (("from_", from_row), ("to_", to_row))
+                            if row[f"{p}placeholder"])
+        groups[(edge.type, from_label, to_label)].append(
+            {"id": edge.id, "v": edge.v, "op": edge.op, "at": edge.at, **from_row, **to_row})
+    for (rel, from_label, to_label), rows in sorted(groups.items()):
+        # One row per relationship (its ends), the newest record of it.
+        for row in rows:
+            row["ends"] = f"{row['from_id']} {row['to_id']}"
+        run_chunks(store, client_id, cypher_state.write_edges(scope, rel, from_label, to_label),
+                   fold(rows, key="ends"))
+    # The object may have arrived while these placeholders were written.
+    adopt_placeholders(store, client_id, placeholders)
+    return len(records)
+

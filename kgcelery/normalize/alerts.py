@@ -1,0 +1,164 @@
+"""Prometheus Alertmanager alerts, whole webhook payloads or single alerts, to records.
+
+Accepted shapes: a webhook payload (``{"receiver", "status", "alerts": [...]}``, version
+4 or older, exploded into its alerts), one webhook alert (``labels``, ``annotations``,
+``status``, ``startsAt``, ``endsAt``, ``fingerprint``), an Alertmanager API v2 alert
+(``status: {"state": ...}``, ``updatedAt``) and a JSON list of any of those.
+
+An alert node stands for one firing episode: Alertmanager keeps the fingerprint (a
+hash of the labels) across episodes, so the id is ``<fingerprint>@<startsAt>``. The
+object it is about comes from its labels: workload controllers, then pod, node,
+service, namespace (see :data:`OBJECT_LABELS`). (``job`` and ``instance`` name the scrape
+target, never the object; ``job_name`` is a Job in kube-state-metrics alerts.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kgcelery.errors import RejectedRecordError
+from kgcelery.graph.model import label_for, object_id
+from kgcelery.normalize.common import (
+    RANK_DELETE,
+    RANK_UPSERT,
+    filled,
+    object_ref,
+    pairs,
+    text,
+    version,
+)
+from kgcelery.normalize.timeparse import first_epoch
+
+#: Label -> kind of the object an alert is about, in order of preference. Controllers
+#: come before ``pod``: a kube-state-metrics alert about a Deployment or Job carries the
+#: exporter's own pod in ``pod`` (real alerts in the corpus do), while alerts about a
+#: pod carry no controller label.
+OBJECT_LABELS = (("statefulset", "StatefulSet"), ("deployment", "Deployment"),
+                 ("daemonset", "DaemonSet"), ("replicaset", "ReplicaSet"),
+                 ("job_name", "Job"), ("cronjob", "CronJob"), ("pod", "Pod"),
+                 ("node", "Node"), ("service", "Service"))
+_SEVERITY = {"critical": "critical", "page": "critical", "emergency": "critical",
+             "error": "error", "high": "error", "major": "error", "warning": "warning",
+             "warn": "warning", "medium": "warning", "minor": "warning", "info": "info",
+             "informational": "info", "low": "info", "none": "info"}
+#: Every state property of an alert node and its empty value (see ``common.filled``).
+ALERT_DEFAULTS: dict[str, Any] = {
+    "status": "", "severity": "", "ends_at": 0.0, "summary": "", "description": "",
+    "runbook_url": "", "generator_url": "", "receiver": "", "labels": [],
+    "updated_at": 0.0, "silenced": False}
+_FNV_OFFSET, _FNV_PRIME, _MASK = 14695981039346656037, 1099511628211, 2**64 - 1
+
+
+def fingerprint(labels: dict[str, Any]) -> str:
+    """Alertmanager's fingerprint of a label set (FNV-1a 64 over sorted names and values,
+    each followed by byte 255), for alerts that arrive without one."""
+    digest = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, text(labels[name])):
+            for byte in part.encode() + b"\xff":
+                digest = ((digest ^ byte) * _FNV_PRIME) & _MASK
+    return f"{digest:016x}"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One observation of one alert episode."""
+
+    id: str
+    name: str
+    fingerprint: str
+    status: str
+    severity: str
+    starts_at: float | None
+    ends_at: float | None
+    seen: float | None
+    v: str
+    object_id: str
+    object_kind: str
+    object_namespace: str
+    object_name: str
+    props: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def object_label(self) -> str:
+        return label_for(self.object_kind) if self.object_id else ""
+
+    def row(self) -> dict[str, Any]:
+        return {"id": self.id, "v": self.v, "starts_at": self.starts_at, "seen": self.seen,
+                "name": self.name, "fingerprint": self.fingerprint,
+                "object_id": self.object_id,
+                "props": filled({"status": self.status, "severity": self.severity,
+                                 "ends_at": self.ends_at, **self.props}, ALERT_DEFAULTS)}
+
+    def object_row(self) -> dict[str, Any]:
+        """The row naming the object this alert is about (``cypher.merge_objects``)."""
+        return object_ref(self.object_id, self.object_kind, self.object_namespace,
+                          self.object_name, "", self.seen)
+
+
+def about(labels: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(id, kind, namespace, name) of the object an alert is about; empty if none."""
+    namespace = text(labels.get("namespace"))
+    for label, kind in OBJECT_LABELS:
+        name = text(labels.get(label))
+        if name:
+            oid = object_id(kind, namespace, name)
+            return oid, kind, "" if kind == "Node" else namespace, name
+    if namespace:
+        return object_id("Namespace", None, namespace), "Namespace", "", namespace
+    return "", "", "", ""
+
+
+def _alert(alert: dict[str, Any], payload: dict[str, Any]) -> AlertRecord:
+    labels = alert.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise RejectedRecordError("unrecognized-alert", "an alert needs a non-empty labels map")
+    annotations: dict[str, Any] = alert["annotations"] if isinstance(
+        alert.get("annotations"), dict) else {}
+    raw_status = alert.get("status") or payload.get("status")
+    state = raw_status.get("state") if isinstance(raw_status, dict) else raw_status
+    status = "resolved" if text(state).lower() == "resolved" else "firing"
+    starts = first_epoch(alert.get("startsAt"))
+    ends = first_epoch(alert.get("endsAt"))
+    updated = first_epoch(alert.get("updatedAt"))
+    # A resolution is observed when it ended; a firing alert when last updated/started.
+    seen = (ends if status == "resolved" else None) or updated or starts
+    fp = text(alert.get("fingerprint")) or fingerprint(labels)
+    oid, kind, namespace, name = about(labels)
+    props = {
+        "summary": text(annotations.get("summary") or annotations.get("message")) or None,
+        "description": text(annotations.get("description")) or None,
+        "runbook_url": text(annotations.get("runbook_url")) or None,
+        "generator_url": text(alert.get("generatorURL")) or None,
+        "receiver": text(payload.get("receiver")) or None,
+        "labels": pairs(labels), "updated_at": updated,
+        "silenced": bool(isinstance(raw_status, dict) and raw_status.get("silencedBy")),
+    }
+    severity = _SEVERITY.get(text(labels.get("severity")).lower(), "warning")
+    return AlertRecord(
+        id=f"{fp}@{round((starts or 0) * 1000)}", name=text(labels.get("alertname")) or fp,
+        fingerprint=fp, status=status, severity=severity, starts_at=starts, ends_at=ends,
+        seen=seen, v=version(seen, None, rank=RANK_DELETE if status == "resolved" else
+                             RANK_UPSERT, content=[status, severity, ends, props]),
+        object_id=oid, object_kind=kind, object_namespace=namespace, object_name=name,
+        props=props)
+
+
+def normalize_alert(value: Any) -> list[AlertRecord]:
+    """One input value to its alerts (a webhook payload or a list holds several).
+
+    Raises :class:`RejectedRecordError` (``unrecognized-alert``) for anything else.
+    """
+    if isinstance(value, list):
+        return [alert for item in value for alert in normalize_alert(item)]
+    if not isinstance(value, dict):
+        raise RejectedRecordError("unrecognized-alert",
+                                  f"an alert must be a JSON object, not {type(value).__name__}")
+    if isinstance(value.get("alerts"), list):
+        return [_alert(alert, value) for alert in value["alerts"] if isinstance(alert, dict)]
+    if "labels" in value:
+        return [_alert(value, {})]
+    raise RejectedRecordError("unrecognized-alert",
+                              "not an Alertmanager webhook payload (alerts) nor an alert "
+                              f"(labels); keys: {sorted(value)[:12]}")

@@ -1,0 +1,196 @@
+"""The control plane's pure core: expiry, lifecycle and the scaling plan, as tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kgcelery.control.expiry import Transition, is_expired, next_state
+from kgcelery.control.policy import Decision, Pool, ScalingPolicy, plan
+from kgcelery.control.registry import ACTIVE, DRAINING, RETIRED, STALE
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(("now", "last_seen", "ttl", "expired"), [
+    (NOW, None, 120, False),             # never seen: not started yet
+    (NOW, NOW, 120, False),
+    (NOW, NOW - 119.9, 120, False),
+    (NOW, NOW - 120, 120, False),        # exactly the ttl: still alive
+    (NOW, NOW - 120.001, 120, True),
+    (NOW, NOW - 10_000, 120, True),
+    (NOW, NOW + 3600, 120, False),       # clock skew: a future heartbeat is "just seen"
+    (0.0, 0.0, 0.001, False),            # the epoch is a time like any other
+    (NOW, 0.0, 120, True),
+])
+def test_is_expired(now: float, last_seen: float | None, ttl: float, expired: bool) -> None:
+    assert is_expired(now, last_seen, ttl) is expired
+
+
+def _next(state: str, *, registered: bool = True, seen_ago: float | None = 0.0,
+          since_ago: float | None = 60.0, backlog: int = 0) -> Transition | None:
+    return next_state(state=state, registered=registered,
+                      last_seen=None if seen_ago is None else NOW - seen_ago,
+                      state_since=None if since_ago is None else NOW - since_ago,
+                      backlog=backlog, now=NOW, ttl=120, drain_grace=5)
+
+
+@pytest.mark.parametrize(("kwargs", "to"), [
+    ({"state": ACTIVE}, None),
+    ({"state": ACTIVE, "seen_ago": 121}, STALE),
+    ({"state": ACTIVE, "seen_ago": 121, "backlog": 50}, STALE),   # stale first, drained later
+    ({"state": ACTIVE, "seen_ago": None}, None),                  # never seen
+    ({"state": ACTIVE, "seen_ago": -500}, None),                  # skewed future heartbeat
+    # Stale: retired only with nothing queued or in flight, after the grace.
+    ({"state": STALE, "seen_ago": 200, "backlog": 1}, None),
+    ({"state": STALE, "seen_ago": 200}, RETIRED),
+    ({"state": STALE, "seen_ago": 200, "since_ago": 4.9}, None),  # within the grace
+    ({"state": STALE, "seen_ago": 200, "since_ago": 5}, RETIRED),
+    ({"state": STALE, "seen_ago": 200, "since_ago": -30}, RETIRED),  # skewed state_since
+    ({"state": STALE, "seen_ago": 200, "since_ago": None}, RETIRED),
+    ({"state": STALE, "seen_ago": 10}, ACTIVE),                   # a heartbeat came back
+    # Draining (deregistered): same drain rule; heartbeats do not count.
+    ({"state": DRAINING, "registered": False, "backlog": 3}, None),
+    ({"state": DRAINING, "registered": False}, RETIRED),
+    ({"state": DRAINING, "registered": False, "since_ago": 1}, None),
+    # Retired.
+    ({"state": RETIRED, "seen_ago": 500}, None),
+    ({"state": RETIRED, "seen_ago": 500, "backlog": 4}, STALE),   # records came after all
+    ({"state": RETIRED, "registered": False, "seen_ago": 500, "backlog": 4}, None),
+    ({"state": RETIRED, "seen_ago": 5}, ACTIVE),
+    ({"state": RETIRED, "registered": False, "seen_ago": 5}, None),  # retired by ops
+])
+def test_next_state(kwargs: dict, to: str | None) -> None:
+    transition = _next(**kwargs)
+    assert (transition.to if transition else None) == to
+
+
+POLICY = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4, global_max=10,
+                       cooldown_s=30, hysteresis=0.2)
+
+
+def _one(pool: Pool, policy: ScalingPolicy = POLICY, now: float = NOW) -> Decision:
+    return plan({"a": pool}, policy, now)["a"]
+
+
+@pytest.mark.parametrize(("pool", "desired", "reason"), [
+    # First decision: straight from the work, within [min, max].
+    (Pool(records=0), 1, "policy"),
+    (Pool(records=1), 1, "policy"),
+    (Pool(records=1000), 1, "policy"),
+    (Pool(records=1001), 2, "policy"),
+    (Pool(records=10_000), 4, "policy"),                          # max
+    # Growth is immediate once the cooldown is over.
+    (Pool(records=2500, desired=1, changed_at=NOW - 31), 3, "policy: more work"),
+    # Hysteresis: 3 workers shrink to 2 only below 2 * 1000 * 0.8 = 1600 records.
+    (Pool(records=2000, desired=3, changed_at=NOW - 60), 3, "policy: steady"),
+    (Pool(records=1601, desired=3, changed_at=NOW - 60), 3, "policy: steady"),
+    (Pool(records=1600, desired=3, changed_at=NOW - 60), 2, "policy: less work"),
+    (Pool(records=0, desired=3, changed_at=NOW - 60), 1, "policy: less work"),
+    # ...and 2 go back to 3 only above 2000: the band in between holds either size.
+    (Pool(records=2000, desired=2, changed_at=NOW - 60), 2, "policy: steady"),
+    (Pool(records=2001, desired=2, changed_at=NOW - 60), 3, "policy: more work"),
+    # Cooldown holds both directions, measured from the last change.
+    (Pool(records=5000, desired=1, changed_at=NOW - 10), 1, "cooldown"),
+    (Pool(records=0, desired=4, changed_at=NOW - 29.9), 4, "cooldown"),
+    (Pool(records=0, desired=4, changed_at=NOW - 30), 1, "policy: less work"),
+    (Pool(records=0, desired=4, changed_at=NOW + 600), 1, "policy: less work"),  # skew
+    (Pool(records=0, desired=4, changed_at=None), 1, "policy: less work"),
+    # A previous decision outside new bounds is brought back into them.
+    (Pool(records=0, desired=9, changed_at=NOW - 1), 4, "cooldown"),
+    # Pins override the policy, the max and the cooldown.
+    (Pool(records=10_000, pinned=1), 1, "pinned"),
+    (Pool(records=0, pinned=7, desired=1, changed_at=NOW), 7, "pinned"),
+    (Pool(records=50_000, pinned=0), 0, "pinned"),
+    # Stale and draining keep one worker until retired, even when pinned to 0.
+    (Pool(state=STALE, records=0), 1, "stale: draining"),
+    (Pool(state=STALE, records=3500), 4, "stale: draining"),
+    (Pool(state=DRAINING, records=0, pinned=0), 1, "draining: drains despite pin 0"),
+    (Pool(state=DRAINING, records=0, pinned=2), 2, "pinned"),
+    # Retired: no workers, whatever the pin or the queue.
+    (Pool(state=RETIRED, records=9000, pinned=3, desired=3), 0, RETIRED),
+])
+def test_plan_one_pool(pool: Pool, desired: int, reason: str) -> None:
+    assert _one(pool) == Decision(desired, reason)
+
+
+def test_min_zero_lets_an_idle_client_have_no_workers() -> None:
+    policy = ScalingPolicy(target_per_worker=1000, min_workers=0, max_workers=2, cooldown_s=0)
+    assert _one(Pool(records=0), policy).desired == 0
+    assert _one(Pool(records=1, desired=0, changed_at=NOW), policy).desired == 1
+    assert _one(Pool(state=STALE, records=0), policy).desired == 1
+
+
+def test_global_max_caps_the_extra_workers_busiest_first() -> None:
+    policy = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4, global_max=6)
+    pools = {"a": Pool(records=4000), "b": Pool(records=4000), "c": Pool(records=0),
+             "d": Pool(records=9000, pinned=1)}
+    decisions = plan(pools, policy, NOW)
+    # Floors first: a 1, b 1, c 1, d (pin) 1 = 4; two extra for a and b, one each.
+    assert {c: d.desired for c, d in decisions.items()} == {"a": 2, "b": 2, "c": 1, "d": 1}
+    assert decisions["a"].reason == decisions["b"].reason == "global max 6"
+    assert decisions["c"].reason == "policy" and decisions["d"].reason == "pinned"
+    assert sum(d.desired for d in decisions.values()) == 6
+
+
+def test_global_max_favours_the_most_records_per_worker() -> None:
+    policy = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4, global_max=4)
+    decisions = plan({"big": Pool(records=4000), "small": Pool(records=2000)}, policy, NOW)
+    assert {c: d.desired for c, d in decisions.items()} == {"big": 3, "small": 1}
+
+
+def test_floors_are_kept_even_above_the_global_max() -> None:
+    policy = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4, global_max=2)
+    pools = {"a": Pool(records=5000), "b": Pool(state=STALE, records=5000),
+             "c": Pool(pinned=2), "d": Pool(state=RETIRED, records=100)}
+    decisions = plan(pools, policy, NOW)
+    # a's minimum, b's drain worker and c's pin stand; nothing above them fits.
+    assert {c: d.desired for c, d in decisions.items()} == {"a": 1, "b": 1, "c": 2, "d": 0}
+
+
+def test_under_the_global_max_nothing_is_cut() -> None:
+    pools = {f"c{i}": Pool(records=2500) for i in range(3)}
+    decisions = plan(pools, POLICY, NOW)
+    assert all(d == Decision(3, "policy") for d in decisions.values())
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"target_per_worker": 0}, {"min_workers": 5, "max_workers": 4}, {"min_workers": -1},
+    {"hysteresis": 1.0}, {"hysteresis": -0.1},
+])
+def test_policy_refuses_nonsense(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        ScalingPolicy(**kwargs)
+
+
+def test_a_steady_load_does_not_flap() -> None:
+    """Work wobbling around a boundary changes the pool at most once."""
+    desired, changed_at, changes = None, None, 0
+    for step in range(60):
+        records = 2000 + int(150 * math.sin(step))       # 1850 .. 2150 around 2 workers
+        decision = _one(Pool(records=records, desired=desired, changed_at=changed_at),
+                        now=NOW + step * 10)
+        if decision.desired != desired:
+            changes += 1
+            desired, changed_at = decision.desired, NOW + step * 10
+    assert changes <= 2, f"{changes} changes for a steady load"
+
+
+@pytest.mark.parametrize(("backend", "entries"), [
+    ("local", {"expire-stale-clients", "scale-worker-pools"}),
+    ("celery", {"expire-stale-clients", "scale-worker-pools", "reconcile-worker-pools"}),
+    ("kubernetes", {"expire-stale-clients", "scale-worker-pools", "reconcile-worker-pools"}),
+])
+def test_beat_entries_run_on_control_and_expire(backend: str, entries: set[str]) -> None:
+    from beat_schedule import build_schedule
+    from kgcelery.settings import Settings
+
+    settings = Settings(scaler_backend=backend, expiry_interval_s=7, scale_interval_s=11)
+    schedule = build_schedule(settings)
+    assert set(schedule) == entries
+    for entry in schedule.values():
+        assert entry["options"]["queue"] == "control"
+        # A run not started within one interval is dropped: the next one is due anyway.
+        assert entry["options"]["expires"] == entry["schedule"]
+    assert schedule["scale-worker-pools"]["schedule"] == 11

@@ -1,0 +1,201 @@
+"""The write semantics, against the session's real FalkorDB: newest wins, deletions,
+tombstones, snapshots, uid placeholders, implied edges, and log counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from kgcelery.graph import GraphStore
+from kgcelery.graph.writer import write_events, write_logs
+from kgcelery.graph.writer_state import write_resources, write_topology
+from kgcelery.normalize.events import normalize_event
+from kgcelery.normalize.logs import LogLine, fold_logs
+from kgcelery.normalize.resources import normalize_resource
+from kgcelery.normalize.timeparse import to_epoch
+from kgcelery.normalize.topology import normalize_topology
+from tests.graph_helpers import count, difference, dump, edges_of, pod, props_of, records
+
+pytestmark = pytest.mark.integration
+
+T1, T2, T3, T4 = (f"2026-01-12T15:0{m}:00Z" for m in (1, 2, 3, 4))
+
+
+def both_orders(graph: GraphStore, clients: list[str],
+                steps: list[Callable[[GraphStore, str], object]]) -> str:
+    """Apply ``steps`` in order to one client and reversed to another; the graphs must
+    be equal. Returns the first client."""
+    forward, backward = clients[:2]
+    for step in steps:
+        step(graph, forward)
+    for step in reversed(steps):
+        step(graph, backward)
+    one, other = dump(graph, forward), dump(graph, backward)
+    assert one == other, difference(one, other)
+    return forward
+
+
+def resources(*values: object) -> Callable[[GraphStore, str], object]:
+    return lambda g, c: write_resources(g, c, records(*values))
+
+
+def test_the_newest_observation_wins_in_any_order(graph: GraphStore,
+                                                  client_ids: list[str]) -> None:
+    client = both_orders(graph, client_ids, [
+        resources(pod("web-1", T1, status="Pending", node="node-a")),
+        resources(pod("web-1", T2, status="Running", node="node-b")),
+    ])
+    state = props_of(graph, client, "Pod/shop/web-1")
+    assert (state["status"], state["node_name"], state["gone"]) == ("Running", "node-b", False)
+    # The pod runs on its newest node; both nodes exist whatever the order.
+    assert edges_of(graph, client, "SCHEDULED_ON") == {("Pod/shop/web-1", "Node/node-b")}
+    assert count(graph, client, "Node") == 2
+
+
+def test_a_late_old_update_never_revives_a_deleted_object(graph: GraphStore,
+                                                          client_ids: list[str]) -> None:
+    client = both_orders(graph, client_ids, [
+        resources(pod("web-1", T1)), resources(pod("web-1", T2, op="DELETE"))])
+    state = props_of(graph, client, "Pod/shop/web-1")
+    assert state["gone"] is True and state["gone_at"] == to_epoch(T2)
+    assert state["del_by"] == "delete"
+    # A recreation (newer) revives it, with its new uid.
+    write_resources(graph, client, records(pod("web-1", T3, uid="uid-new")))
+    state = props_of(graph, client, "Pod/shop/web-1")
+    assert state["gone"] is False and state["uid"] == "uid-new" and state["gone_at"] == 0.0
+
+
+def test_tombstones_delete_by_uid_or_by_name(graph: GraphStore, client_ids: list[str]) -> None:
+    client = client_ids[0]
+    write_resources(graph, client, records(pod("web-1", T1), pod("web-2", T1)))
+    write_resources(graph, client, normalize_resource(None, "pod::uid-web-1")
+                    + normalize_resource(None, "Pod/shop/web-2")
+                    + normalize_resource(None, "pod::uid-unknown"))
+    for name in ("web-1", "web-2"):
+        state = props_of(graph, client, f"Pod/shop/{name}")
+        assert state["gone"] is True and state["del_by"] == "tombstone"
+        assert state["gone_at"] == to_epoch(T1)  # as of the last observation
+    # Replaying the tombstone changes nothing; a newer update revives.
+    before = dump(graph, client)
+    write_resources(graph, client, normalize_resource(None, "pod::uid-web-1"))
+    assert dump(graph, client) == before
+    write_resources(graph, client, records(pod("web-1", T2)))
+    assert props_of(graph, client, "Pod/shop/web-1")["gone"] is False
+
+
+def snapshot(at: str, *names: str) -> Callable[[GraphStore, str], object]:
+    items = [{"kind": "Pod", "metadata": {"name": n, "namespace": "shop", "uid": f"uid-{n}",
+                                          "resourceVersion": "7"}} for n in names]
+    return lambda g, c: write_topology(g, c, normalize_topology(
+        {"timestamp": at, "complete": True, "items": items}))
+
+
+def test_a_complete_snapshot_marks_what_it_lacks_as_gone(graph: GraphStore,
+                                                         client_ids: list[str]) -> None:
+    client = both_orders(graph, client_ids, [
+        resources(pod("old", T1), pod("kept", T1)),
+        snapshot(T2, "kept"),
+        resources(pod("late-old", T1)),    # seen before the snapshot, not in it
+        resources(pod("new", T3)),         # created after the snapshot
+    ])
+    gone = {name: props_of(graph, client, f"Pod/shop/{name}")["gone"]
+            for name in ("old", "kept", "late-old", "new")}
+    assert gone == {"old": True, "kept": False, "late-old": True, "new": False}
+    assert props_of(graph, client, "Pod/shop/old")["gone_at"] == to_epoch(T2)
+    assert props_of(graph, client, "Pod/shop/old")["del_by"] == "snapshot"
+
+
+def edge(at: str, source: str, target: str, kind: str = "RUNS_ON",
+         op: str = "UPSERT") -> Callable[[GraphStore, str], object]:
+    return lambda g, c: write_topology(g, c, normalize_topology(
+        {"op": op, "at": at, "from": source, "to": target, "type": kind}))
+
+
+def test_a_uid_only_edge_waits_on_a_placeholder_that_the_object_adopts(
+        graph: GraphStore, client_ids: list[str]) -> None:
+    client = both_orders(graph, client_ids, [
+        edge(T1, "pod::uid-web-1", "Node/node-z"),
+        edge(T1, "uid-rs-9", "uid-web-1", "CONTROLS"),
+        resources(pod("web-1", T2, node="node-z")),
+    ])
+    assert count(graph, client, "Resource") == len(
+        {"Pod/shop/web-1", "Node/node-z", "ReplicaSet/shop/web-rs", "Namespace/shop",
+         "uid:uid-rs-9"})
+    assert edges_of(graph, client, "SCHEDULED_ON") == {("Pod/shop/web-1", "Node/node-z")}
+    # The owner is still known only by uid: its placeholder keeps the edge.
+    assert ("uid:uid-rs-9", "Pod/shop/web-1") in edges_of(graph, client, "OWNS")
+    placeholders = graph.run(client, "MATCH (n:Resource) WHERE n.placeholder = true "
+                                     "RETURN n.id, n.uid")
+    assert placeholders == [["uid:uid-rs-9", "uid-rs-9"]]
+
+
+def test_a_removed_edge_stays_removed_whatever_the_order(graph: GraphStore,
+                                                         client_ids: list[str]) -> None:
+    client = both_orders(graph, client_ids, [
+        edge(T1, "Service/shop/web", "Pod/shop/web-1", "SELECTS"),
+        edge(T2, "Service/shop/web", "Pod/shop/web-1", "SELECTS", op="DELETE"),
+    ])
+    assert edges_of(graph, client, "SELECTS") == set()
+
+
+def service(at: str, selector: dict[str, str]) -> dict[str, object]:
+    return {"op": "UPSERT", "at": at, "kind": "Service", "namespace": "shop", "name": "web",
+            "serviceSelector": selector}
+
+
+def test_service_selection_follows_labels_and_selectors(graph: GraphStore,
+                                                        client_ids: list[str]) -> None:
+    client = both_orders(graph, client_ids, [
+        resources(service(T1, {"app": "web"})),
+        resources(pod("web-1", T1, labels={"app": "web"}), pod("db-1", T1, labels={"app": "db"})),
+        resources(pod("web-1", T2, labels={"app": "web", "canary": "yes"})),
+        resources(pod("db-1", T3, labels={"app": "db", "tier": "x"})),
+    ])
+    assert edges_of(graph, client, "SELECTS") == {("Service/shop/web", "Pod/shop/web-1")}
+    # Relabel the pod: the service no longer selects it.
+    write_resources(graph, client, records(pod("web-1", T4, labels={"app": "other"})))
+    assert edges_of(graph, client, "SELECTS") == set()
+    # Change the selector: it selects the db pod.
+    write_resources(graph, client, records(service(T4, {"app": "db"})))
+    assert edges_of(graph, client, "SELECTS") == {("Service/shop/web", "Pod/shop/db-1")}
+
+
+def test_an_event_before_its_object_links_to_the_node_the_object_fills(
+        graph: GraphStore, client_ids: list[str]) -> None:
+    event = {"metadata": {"uid": "ev-1", "namespace": "shop"}, "reason": "BackOff",
+             "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "web-1",
+                                "uid": "uid-from-event"}, "lastTimestamp": T3, "count": 3}
+    client = both_orders(graph, client_ids, [
+        lambda g, c: write_events(g, c, normalize_event(event)),
+        resources(pod("web-1", T1, uid="uid-from-resource")),
+    ])
+    assert graph.run(client, "MATCH (e:Event)-[:ABOUT]->(p:Pod) RETURN e.id, p.id, p.uid") == [
+        ["ev-1", "Pod/shop/web-1", "uid-from-resource"]]  # resource records own the uid
+
+
+def test_log_counts_add_up_once_per_batch(graph: GraphStore, client_ids: list[str]) -> None:
+    client = client_ids[0]
+    lines = [LogLine("shop", "web-1", "web", "", "error", 10.0 + i, f"timeout after {i}s")
+             for i in range(3)]
+    lines.append(LogLine("shop", "web-1", "web", "", "info", 9.0, "GET / 200"))
+    for batch in ("b1", "b1", "b2"):  # b1 is redelivered; b2 is new data
+        write_logs(graph, client, fold_logs(lines), batch)
+    rows = graph.run(client, "MATCH (c:Container)-[e:EMITTED]->(p:LogPattern) "
+                             "RETURN c.log_lines, c.info_lines, e.count, p.count, p.pattern, "
+                             "p.sample, p.first_seen, p.last_seen")
+    assert rows == [[8, 2, 6, 6, "timeout after <num>s", "timeout after 0s", 10.0, 12.0]]
+    assert edges_of(graph, client, "HAS_CONTAINER") == {("Pod/shop/web-1",
+                                                         "Container/shop/web-1/web")}
+
+
+def test_awkward_values_survive_the_parameter_encoding(graph: GraphStore,
+                                                       client_ids: list[str]) -> None:
+    client = client_ids[0]
+    values = ["a\nb\tc", 'quote " and \\ back', "ünï 🚀", "\\n literal", "it's", "`tick`",
+              "$client", "CYPHER x=1", "", "x" * 5000]
+    rows = graph.run(client, "UNWIND $rows AS r RETURN r.s, r.f, r.b, r.n, r.l",
+                     {"rows": [{"s": v, "f": 1.5e-07, "b": True, "n": None, "l": [v, 1]}
+                               for v in values]})
+    assert [row[0] for row in rows] == values
+    assert all(row[1:] == [1.5e-07, True, None, [row[0], 1]] for row in rows)

@@ -1,0 +1,120 @@
+"""The ingest tasks in real Celery workers: dead letters, retries, tombstones, isolation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kgcelery.deadletter import headers_of
+from kgcelery.embedded.stack import free_port
+from kgcelery.graph import GraphStore
+from kgcelery.settings import Settings
+from tests.graph_helpers import count, dump, edges_of, pod, props_of
+from tests.helpers import read_topic
+from tests.ingest_helpers import ingest_worker, send, wait_stable
+
+pytestmark = pytest.mark.integration
+
+T1, T2 = "2026-01-12T15:01:00Z", "2026-01-12T15:02:00Z"
+EVENT: dict[str, Any] = {
+    "metadata": {"uid": "ev-1", "namespace": "shop", "name": "web-1.1"}, "reason": "BackOff",
+    "type": "Warning", "message": "Back-off restarting failed container", "count": 4,
+    "lastTimestamp": T1, "involvedObject": {"kind": "Pod", "namespace": "shop",
+                                            "name": "web-1", "uid": "uid-web-1"}}
+
+
+def test_unusable_records_are_dead_lettered_and_the_rest_written(
+        stack_settings: Settings, tmp_path: Path, graph: GraphStore,
+        client_ids: list[str]) -> None:
+    client = client_ids[0]
+    records: list[Any] = [EVENT, "not an event", {"reason": "nothing to link"}]
+    origins = [["raw.k8s.events", 1, 40 + i, f"event::{i}"] for i in range(3)]
+    with ingest_worker(stack_settings, tmp_path, [client]) as (settings, app):
+        send(app, "event", client, records, origins)
+        send(app, "resource", client, [pod("web-1", T1), {"op": "UPSERT"}],
+             [["state.k8s.resource", 0, 7, "pod::x"], ["state.k8s.resource", 0, 8, "pod::y"]])
+        letters = read_topic(settings, settings.dlq_normalized_topic, expect=3, timeout=60)
+    assert count(graph, client, "Event") == 1 and count(graph, client, "Pod") == 1
+    found = sorted((headers_of(m)["kg-reason"], headers_of(m)["kg-source-offset"],
+                    (m.key() or b"").decode()) for m in letters)
+    assert found == [("unrecognized-event", "41", f"{client}::event::1"),
+                     ("unrecognized-event", "42", f"{client}::event::2"),
+                     ("unrecognized-resource", "8", f"{client}::pod::y")]
+    by_offset = {headers_of(m)["kg-source-offset"]: m for m in letters}
+    assert json.loads(by_offset["41"].value()) == "not an event"  # the record, as sent
+    assert headers_of(by_offset["41"])["kg-client"] == client
+
+
+def test_a_graph_that_stays_down_dead_letters_the_batch_as_retries_exhausted(
+        stack_settings: Settings, tmp_path: Path, client_ids: list[str]) -> None:
+    client = client_ids[0]
+    nowhere = f"redis://127.0.0.1:{free_port()}"
+    with ingest_worker(stack_settings, tmp_path, [client], graph_uri=nowhere,
+                       task_max_retries=2, task_retry_backoff_s=0.1,
+                       task_retry_backoff_max_s=0.2) as (settings, app):
+        send(app, "event", client, [EVENT, "garbage"],
+             [["raw.k8s.events", 0, 5, "event::a"], ["raw.k8s.events", 0, 6, "event::b"]])
+        letters = read_topic(settings, settings.dlq_normalized_topic, expect=2, timeout=60)
+    reasons = sorted(headers_of(m)["kg-reason"] for m in letters)
+    # The good record after its retries; the bad one once, with its own reason.
+    assert reasons == ["retries-exhausted", "unrecognized-event"]
+    exhausted = next(m for m in letters if headers_of(m)["kg-reason"] == "retries-exhausted")
+    assert "after 2 retries" in headers_of(exhausted)["kg-error"]
+    assert json.loads(exhausted.value()) == EVENT
+
+
+def test_resource_tombstones_delete_what_their_key_names(
+        stack_settings: Settings, tmp_path: Path, graph: GraphStore,
+        client_ids: list[str]) -> None:
+    client = client_ids[0]
+    with ingest_worker(stack_settings, tmp_path, [client]) as (_, app):
+        send(app, "resource", client, [pod("web-1", T1), pod("web-2", T1), pod("web-3", T1)])
+        wait_stable(graph, client, "MATCH (p:Pod) RETURN count(p)", lambda n: n == 3,
+                    what="three pods")
+        send(app, "resource", client, [None, None], [["state.k8s.resource", 0, 9, "pod::uid-web-1"],
+                                                     ["state.k8s.resource", 1, 3,
+                                                      "Pod/shop/web-2"]])
+        wait_stable(graph, client, "MATCH (p:Pod) WHERE p.gone = true RETURN count(p)",
+                    lambda n: n == 2, what="two pods gone")
+    assert props_of(graph, client, "Pod/shop/web-3")["gone"] is False
+    assert props_of(graph, client, "Pod/shop/web-1")["del_by"] == "tombstone"
+
+
+def test_two_clients_with_colliding_names_and_uids_get_two_graphs(
+        stack_settings: Settings, tmp_path: Path, graph: GraphStore,
+        client_ids: list[str]) -> None:
+    a, b = client_ids[:2]
+    service = {"op": "UPSERT", "at": T1, "kind": "Service", "namespace": "shop", "name": "web",
+               "uid": "svc-uid", "serviceSelector": {"app": "web"}}
+    shared = [pod("web-1", T1), service]
+    with ingest_worker(stack_settings, tmp_path, [a, b]) as (_, app):
+        for client in (a, b):
+            send(app, "resource", client, shared)
+            send(app, "log", client, [{"namespace": "shop", "pod_name": "web-1",
+                                       "container_name": "web", "message": "ERROR boom",
+                                       "timestamp": T1}])
+        # Only client a: a newer event, a deletion and an alert.
+        send(app, "event", a, [EVENT])
+        send(app, "resource", a, [pod("web-1", T2, op="DELETE")])
+        send(app, "alert", a, [{"labels": {"alertname": "PodDown", "namespace": "shop",
+                                           "pod": "web-1"}, "startsAt": T1}])
+        for client in (a, b):
+            wait_stable(graph, client, "MATCH (c:Container) RETURN sum(c.log_lines)",
+                        lambda n: n == 1, what=f"{client}'s log line")
+        wait_stable(graph, a, "MATCH (x:Alert) RETURN count(x)", lambda n: n == 1,
+                    what="a's alert")
+        wait_stable(graph, a, "MATCH (p:Pod {id: 'Pod/shop/web-1'}) RETURN p.gone",
+                    lambda gone: gone is True, what="a's pod gone")
+    assert (count(graph, a, "Event"), count(graph, b, "Event")) == (1, 0)
+    assert (count(graph, a, "Alert"), count(graph, b, "Alert")) == (1, 0)
+    assert props_of(graph, b, "Pod/shop/web-1")["gone"] is False
+    assert props_of(graph, a, "Pod/shop/web-1")["uid"] == props_of(graph, b,
+                                                                    "Pod/shop/web-1")["uid"]
+    # Each graph holds its own copy of the colliding objects, and nothing of the other.
+    for client in (a, b):
+        assert edges_of(graph, client, "SELECTS") == {("Service/shop/web", "Pod/shop/web-1")}
+        assert graph.run(client, "MATCH (lp:LogPattern) RETURN lp.count") == [[1]]
+    assert dump(graph, a) != dump(graph, b)
