@@ -2,8 +2,10 @@
 
 Names and signatures are the contract with the bridge:
 ``kgcelery.ingest_<kind>s(client_id, records, origins=None)`` where ``origins[i]`` is
-``[topic, partition, offset, entity]`` of ``records[i]``. A task takes one batch of
-one client (the client id once, never per record) and runs on that client's queue.
+``[topic, partition, offset, entity, produced_ms]`` of ``records[i]`` (the last is the
+Kafka timestamp, from which :mod:`kgcelery.latency` measures produce-to-graph time).
+A task takes one batch of one client (the client id once, never per record) and runs
+on that client's queue.
 A resource tombstone is a record ``None`` whose entity (``pod::<uid>``,
 ``Pod/ns/name``) names what was deleted.
 
@@ -30,12 +32,15 @@ import hashlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import Task
 
+from kgcelery import latency
 from kgcelery.app import app, settings
 from kgcelery.clients import validate_client_id
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
@@ -52,7 +57,7 @@ from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Origin of a record: [topic, partition, offset, entity key].
+#: Origin of a record: [topic, partition, offset, entity key, produced_ms].
 Origin = list[Any]
 RETRIES_EXHAUSTED = "retries-exhausted"
 
@@ -157,7 +162,17 @@ def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], Grap
                               f"{type(exc).__name__}: {exc}") for i in normalized_from]
         written = 0
     _send(letters(), client_id, rejected)
+    if written and origins:
+        _record_latency(client_id, origins)
     return {"written": written, "rejected": len(rejected)}
+
+
+def _record_latency(client_id: str, origins: list[Origin]) -> None:
+    # Informative only: a Redis hiccup here must never fail a batch already written.
+    try:
+        latency.record(latency_redis(), client_id, latency.ages(origins, time.time()))
+    except redis.RedisError as exc:
+        log.debug("could not record latency for %s: %s", client_id, exc)
 
 
 _store: GraphStore | None = None
@@ -170,6 +185,18 @@ def store() -> GraphStore:
     if _store is None:
         _store = open_store(settings)
     return _store
+
+
+_latency_redis: redis.Redis | None = None
+
+
+def latency_redis() -> redis.Redis:
+    """This worker process's connection to the registry Redis (latency histograms)."""
+    global _latency_redis
+    if _latency_redis is None:
+        _latency_redis = redis.Redis.from_url(settings.registry_url, socket_timeout=5,
+                                              socket_connect_timeout=5)
+    return _latency_redis
 
 
 def dead_letters() -> DeadLetterWriter:

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import redis
 
+from kgcelery import latency
 from kgcelery.cli import stop_on_signals
 from kgcelery.clients import CONTROL_QUEUE
 from kgcelery.control.queues import work_of
@@ -83,7 +84,7 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
     work = work_of(registry.redis, [r.client_id for r in records],
                    default_records_per_task=scaler.settings.batch_max_records)
     click.echo(f"[{stamp}] {'CLIENT':<18} {'STATE':<9} {'QUEUE':>6} {'FLIGHT':>6} "
-               f"{'WORKERS':>7} {'EVENTS':>7} {'OBJECTS':>8}")
+               f"{'WORKERS':>7} {'EVENTS':>7} {'OBJECTS':>8} {'P99':>6}")
     for record in records:
         client = record.client_id
         desired = "-" if record.desired_workers is None else str(record.desired_workers)
@@ -93,7 +94,14 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
             f"{work[client].queued:>6} {work[client].in_flight:>6} "
             f"{desired + '/' + str(workers.get(client, 0)) + pin:>7} "
             f"{_count(store, client, 'MATCH (e:Event) RETURN count(e)'):>7} "
-            f"{_count(store, client, 'MATCH (o:Resource) RETURN count(o)'):>8}")
+            f"{_count(store, client, 'MATCH (o:Resource) RETURN count(o)'):>8} "
+            f"{_p99(registry, client):>6}")
+
+
+def _p99(registry: Registry, client_id: str) -> str:
+    """Produce-to-graph latency p99 of a client so far (workers measure it)."""
+    p99 = latency.percentiles(latency.histogram(registry.redis, client_id), (99,)).get(99)
+    return "-" if p99 is None else f"{p99:.2f}s"
 
 
 def _banner(settings: Settings, state_dir: Path, flower: bool) -> None:

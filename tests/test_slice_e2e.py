@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import redis
 
 from kgcelery.clients import queue_for
+from kgcelery import latency
 from kgcelery.deadletter import headers_of
 from kgcelery.demo.cluster import SimulatedCluster
 from kgcelery.graph import GraphStore
@@ -59,7 +61,8 @@ def two_event_sets(request: pytest.FixtureRequest) -> tuple[list[dict], list[dic
 
 def test_two_clients_get_exactly_their_own_events(
         test_settings: Settings, processes: Processes, graph: GraphStore,
-        client_ids: list[str], two_event_sets: tuple[list[dict], list[dict]]) -> None:
+        client_ids: list[str], two_event_sets: tuple[list[dict], list[dict]],
+        broker_redis: redis.Redis) -> None:
     a, b = client_ids[:2]
     events_a, events_b = two_event_sets
     _register(test_settings, a, b)
@@ -89,6 +92,11 @@ def test_two_clients_get_exactly_their_own_events(
             assert about[event["metadata"]["uid"]] == (involved["kind"], involved["name"])
         names = {row[0] for row in graph.run(client, "MATCH (o:Resource) RETURN o.name")}
         assert names >= {e["involvedObject"]["name"] for e in own}
+    # Workers measured each record's produce-to-graph age.
+    for client, events in ((a, events_a), (b, events_b)):
+        measured = latency.histogram(broker_redis, client)
+        assert sum(measured.values()) >= len(events)
+        assert latency.percentiles(measured)[99] < 60
     # The objects of the two fixtures differ; nothing of one is in the other's graph.
     names_a = {row[0] for row in graph.run(a, "MATCH (o:Pod) RETURN o.name")}
     names_b = {row[0] for row in graph.run(b, "MATCH (o:Pod) RETURN o.name")}

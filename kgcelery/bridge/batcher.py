@@ -25,21 +25,23 @@ class Batch:
     started_at: float
     #: The JSON of each record, as the producer wrote it where possible.
     records: list[bytes] = field(default_factory=list)
-    #: [topic, partition, offset, entity] per record, parallel to ``records``.
+    #: [topic, partition, offset, entity, produced_ms] per record, parallel to ``records``
+    #: (produced_ms: the Kafka timestamp, for produce-to-graph latency; 0 if unknown).
     origins: list[list[Any]] = field(default_factory=list)
     #: How many Kafka records of each offset segment this batch holds.
     segments: Counter[Segment] = field(default_factory=Counter)
     size: int = 0
 
-    def add(self, routed: Routed, segment: Segment, offset: int) -> None:
+    def add(self, routed: Routed, segment: Segment, offset: int, produced_ms: int = 0) -> None:
         topic, partition = segment.tp
         if len(routed.payloads) == 1:
             self.records.append(routed.payloads[0])
-            self.origins.append([topic, partition, offset, routed.entity])
+            self.origins.append([topic, partition, offset, routed.entity, produced_ms])
         else:
             for index, payload in enumerate(routed.payloads):
                 self.records.append(payload)
-                self.origins.append([topic, partition, offset, f"{routed.entity}#{index}"])
+                self.origins.append([topic, partition, offset, f"{routed.entity}#{index}",
+                                     produced_ms])
         self.segments[segment] += 1
         self.size += routed.size
 
@@ -65,13 +67,14 @@ class Batcher:
         self.pending_bytes = 0
         self.pending_records = 0
 
-    def add(self, routed: Routed, segment: Segment, offset: int, now: float) -> Batch | None:
+    def add(self, routed: Routed, segment: Segment, offset: int, now: float,
+            produced_ms: int = 0) -> Batch | None:
         """Add a record; return its batch if that batch is now full."""
         key = (routed.client_id, routed.kind)
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = Batch(routed.client_id, routed.kind, now)
-        batch.add(routed, segment, offset)
+        batch.add(routed, segment, offset, produced_ms)
         self.pending_bytes += routed.size
         self.pending_records += len(routed.payloads)
         if len(batch.records) >= self.max_records or batch.size >= self.max_bytes:

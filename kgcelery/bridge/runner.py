@@ -179,7 +179,8 @@ class Bridge:
                 segment.settle()
                 dead, reason = dead + 1, rejection.reason
                 continue
-            full = self.batcher.add(routed, segment, offset or 0, now)
+            full = self.batcher.add(routed, segment, offset or 0, now,
+                                    message.timestamp()[1])
             if full is not None:
                 ready.append(full)
                 self.quota.published(full.client_id)
@@ -219,7 +220,7 @@ class Bridge:
 
     def _apply_control(self, batch: Batch) -> None:
         """Apply registry and heartbeat records; settle the batch (idempotent to repeat)."""
-        for raw, record, (topic, partition, offset, entity) in zip(
+        for raw, record, (topic, partition, offset, entity, *_) in zip(
                 batch.records, batch.values(), batch.origins, strict=True):
             try:
                 if batch.kind == "registry":

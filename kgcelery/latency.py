@@ -1,0 +1,77 @@
+"""Produce-to-graph latency per client, as a histogram in Redis.
+
+The bridge carries each record's Kafka timestamp (the producer's create time, in ms)
+as the fifth element of its origin; a worker that has written a batch adds each
+record's age to ``kgcelery:latency:<client>`` (a hash bucket -> count). One pipeline
+per batch, so the cost is one Redis round trip per 500 records. Ages are measured
+against the producer's clock: on one host exact, across hosts as good as NTP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from kgcelery.clients import validate_client_id
+
+PREFIX = "kgcelery:latency:"
+_FINE_MS = 25          # 25 ms buckets up to 5 s,
+_FINE_LIMIT_MS = 5000
+_COARSE_MS = 1000      # then 1 s buckets up to 10 minutes; beyond, one overflow bucket.
+_COARSE_LIMIT_MS = 600_000
+
+
+def bucket_of(age_s: float) -> int:
+    """The upper bound (ms) of the histogram bucket holding ``age_s``."""
+    ms = max(0.0, age_s * 1000.0)
+    if ms <= _FINE_LIMIT_MS:
+        return max(_FINE_MS, math.ceil(ms / _FINE_MS) * _FINE_MS)
+    if ms <= _COARSE_LIMIT_MS:
+        return math.ceil(ms / _COARSE_MS) * _COARSE_MS
+    return _COARSE_LIMIT_MS + _COARSE_MS
+
+
+def percentiles(histogram: Mapping[int, int], wanted: Iterable[float] = (50, 95, 99)
+                ) -> dict[float, float]:
+    """Percentiles (seconds, a bucket's upper bound) of a bucket -> count histogram."""
+    total = sum(histogram.values())
+    result: dict[float, float] = {}
+    if not total:
+        return result
+    ordered = sorted(histogram.items())
+    for percentile in wanted:
+        rank, seen = percentile / 100.0 * total, 0
+        for bound, count in ordered:
+            seen += count
+            if seen >= rank:
+                result[percentile] = bound / 1000.0
+                break
+    return result
+
+
+def ages(origins: Iterable[Any], now_s: float) -> list[float]:
+    """Seconds since each record was produced, for origins that carry a timestamp."""
+    return [now_s - origin[4] / 1000.0 for origin in origins
+            if len(origin) > 4 and isinstance(origin[4], int | float) and origin[4] > 0]
+
+
+def record(client: redis.Redis, client_id: str, record_ages: Iterable[float]) -> None:
+    counts: dict[int, int] = {}
+    for age in record_ages:
+        bound = bucket_of(age)
+        counts[bound] = counts.get(bound, 0) + 1
+    if not counts:
+        return
+    pipe = client.pipeline(transaction=False)
+    key = PREFIX + validate_client_id(client_id)
+    for bound, count in counts.items():
+        pipe.hincrby(key, str(bound), count)
+    pipe.execute()
+
+
+def histogram(client: redis.Redis, client_id: str) -> dict[int, int]:
+    raw = client.hgetall(PREFIX + validate_client_id(client_id))
+    return {int(k): int(v) for k, v in raw.items()}
