@@ -21,14 +21,12 @@ import time
 from pathlib import Path
 
 import orjson
+from common import committed, rss_mb, sample_records
 from confluent_kafka import Consumer, Producer, TopicPartition
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kgcelery.app import create_app
 from kgcelery.clients import queue_for
 from kgcelery.control.registry import Registry
-from kgcelery.demo.cluster import SimulatedCluster
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import EmbeddedStack, free_port
 from kgcelery.kafka import consumer_config, producer_config
@@ -36,37 +34,6 @@ from kgcelery.settings import Settings
 
 CLIENTS = ["loud-1", "quiet-2", "quiet-3", "quiet-4", "quiet-5"]
 WEIGHTS = [10, 1, 1, 1, 1]  # one client ten times louder than the others
-
-
-#: Share of each kind in the benchmark stream.
-MIX = {"log": 0.5, "event": 0.3, "resource": 0.15, "alert": 0.05}
-
-
-def sample_records(count: int) -> list[tuple[str, bytes]]:
-    """A pool of (kind, JSON) records from the demo simulator, mixed as in :data:`MIX`."""
-    cluster = SimulatedCluster("bench-pool", "bench", seed=7)
-    now = time.time()
-    by_kind: dict[str, list[bytes]] = {kind: [] for kind in MIX}
-    for record in cluster.snapshot(now):
-        by_kind[record.kind].append(orjson.dumps(record.value))
-    for _ in range(600):  # ten simulated minutes: every scenario has spoken
-        now += 1.0
-        for record in cluster.tick(now, 200):
-            by_kind[record.kind].append(orjson.dumps(record.value))
-    pool = []
-    for index in range(count):
-        kind = next(k for k, edge in _edges() if (index % 100) / 100 < edge)
-        values = by_kind[kind]
-        pool.append((kind, values[index % len(values)]))
-    return pool
-
-
-def _edges() -> list[tuple[str, float]]:
-    edges, total = [], 0.0
-    for kind, share in MIX.items():
-        total += share
-        edges.append((kind, total))
-    return edges
 
 
 def produce_backlog(settings: Settings, pool: list[tuple[str, bytes]], count: int,
@@ -92,23 +59,6 @@ def produce_backlog(settings: Settings, pool: list[tuple[str, bytes]], count: in
             producer.poll(0)
     assert producer.flush(120) == 0, "backlog not fully produced"
     return per_topic
-
-
-def committed(settings: Settings, topics: list[str]) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": settings.consumer_group, "enable.auto.commit": False})
-    try:
-        parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    finally:
-        consumer.close()
-
-
-def rss_mb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def run_bridge(settings: Settings, topics: list[str], total: int,

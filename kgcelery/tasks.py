@@ -218,6 +218,10 @@ TOPOLOGY = Kind("topology", lambda value, _: normalize_topology(value),
 ALERTS = Kind("alert", lambda value, _: normalize_alert(value),
               lambda s, client, records, _: write_alerts(s, client, records))
 
+#: Every kind by its name (the bridge's kinds), for code that runs a kind in-process.
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (EVENTS, LOGS, RESOURCES, TOPOLOGY,
+                                                       ALERTS)}
+
 _OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True,
                             "acks_on_failure_or_timeout": False, "max_retries": None}
 

@@ -1,0 +1,96 @@
+"""Pieces the benchmarks share: a stack on free ports, realistic records, probes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from kgcelery.demo.cluster import SimulatedCluster
+from kgcelery.embedded.stack import free_port
+from kgcelery.kafka import producer_config
+from kgcelery.settings import Settings
+
+#: Share of each kind in the benchmark streams (logs dominate real telemetry).
+MIX = {"log": 0.5, "event": 0.3, "resource": 0.15, "alert": 0.05}
+KINDS = tuple(MIX)
+
+
+def bench_settings(state: Path, **overrides: object) -> Settings:
+    return Settings(state_dir=state, embedded_kafka_port=free_port(),
+                    embedded_broker_port=free_port(), embedded_graph_port=free_port(),
+                    dlq_guard_ratio=1.0, **overrides)  # type: ignore[arg-type]
+
+
+def sample_records(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    """(kind, JSON) records from the demo simulator, mixed as in :data:`MIX`."""
+    cluster = SimulatedCluster("bench-pool", "bench", seed=seed)
+    now = time.time()
+    by_kind: dict[str, list[bytes]] = {kind: [] for kind in MIX}
+    for record in cluster.snapshot(now):
+        by_kind[record.kind].append(orjson.dumps(record.value))
+    for _ in range(600):  # ten simulated minutes: every scenario has spoken
+        now += 1.0
+        for record in cluster.tick(now, 200):
+            by_kind[record.kind].append(orjson.dumps(record.value))
+    edges, total = [], 0.0
+    for kind, share in MIX.items():
+        total += share
+        edges.append((kind, total))
+    pool = []
+    for index in range(count):
+        kind = next(k for k, edge in edges if (index % 100) / 100 < edge)
+        values = by_kind[kind]
+        pool.append((kind, values[index % len(values)]))
+    return pool
+
+
+def new_producer(settings: Settings) -> Producer:
+    return Producer({**producer_config(settings), "linger.ms": 20,
+                     "queue.buffering.max.messages": 500_000})
+
+
+def produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def committed(settings: Settings, topics: list[str]) -> int:
+    """Records of ``topics`` the bridge group has committed (dense offsets from 0).
+
+    Not the high watermark: Tansu 0.6 reports it as the last batch's base offset + 1.
+    """
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": settings.consumer_group, "enable.auto.commit": False})
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's resident memory (VmRSS) or its peak (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_peak_mb(pid: int) -> float:
+    """Peak RSS of a process plus its children (a Celery worker and its pool)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        kids = [int(c) for c in children.read_text().split()]
+    except OSError:
+        kids = []
+    return rss_mb(pid) + sum(tree_peak_mb(kid) for kid in kids)
