@@ -47,12 +47,16 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[Any, Any]]) 
 
 
 def read_topic(settings: Settings, topic: str, *, expect: int, timeout: float = 30.0) -> list[Any]:
-    """Read at least ``expect`` messages of a topic from the beginning (no group commit)."""
+    """Read at least ``expect`` messages of a topic from the beginning.
+
+    Partitions are assigned, not subscribed: no group join (seconds on Tansu), no commit.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": f"reader-{time.monotonic_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
-    consumer.subscribe([topic])
+                         "group.id": "kgcelery-test-reader", "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     messages: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
@@ -98,6 +102,11 @@ class Processes:
         return self.start(name, argv, settings, ready_log="ready.")
 
     def stop_all(self) -> None:
+        """SIGTERM everything at once (each shuts down in parallel), then wait for each."""
+        import signal
+
+        for process in self.started:
+            process.send_signal(signal.SIGTERM)
         for process in reversed(self.started):
             process.stop(timeout=15)
         self.started.clear()
