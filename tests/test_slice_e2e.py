@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from kgcelery.clients import queue_for
 from kgcelery import latency
+from kgcelery.clients import queue_for
 from kgcelery.deadletter import headers_of
 from kgcelery.demo.cluster import SimulatedCluster
 from kgcelery.graph import GraphStore
