@@ -44,5 +44,10 @@ lint: install
 bench: install
 	@for b in bench/bridge.py bench/graph.py bench/e2e.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# Faults at random under a steady stream (tests/soak.py); SOAK_SECONDS=3600 make soak.
+SOAK_SECONDS ?= 300
+soak: install
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/soak.py -s -q --timeout 0
+
 clean:
 	rm -rf $(VENV) .kgcelery .pytest_cache .mypy_cache .ruff_cache *.egg-info

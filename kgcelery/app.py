@@ -1,10 +1,11 @@
 """The Celery app: ``celery -A kgcelery.app worker -Q client.af-9`` works as written.
 
-Reliability defaults for this workload: late acks and reject-on-worker-lost (a worker
-killed mid-task leaves its task to be redelivered), no prefetch (a busy worker does
-not sit on tasks another could run), a visibility timeout longer than any task, JSON
-only. A task for client ``af-9`` is routed to ``client.af-9``; control tasks go to
-``control``.
+Reliability defaults for this workload: a Redis transport that records a message as
+unacknowledged in the same step that takes it (:mod:`kgcelery.broker`), late acks and
+reject-on-worker-lost (a worker killed mid-task leaves its task to be redelivered), no
+prefetch (a busy worker does not sit on tasks another could run), a visibility timeout
+longer than any task and a restore sweep that follows it closely, JSON only. A task for
+client ``af-9`` is routed to ``client.af-9``; control tasks go to ``control``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from celery import Celery
 
+from kgcelery import broker
 from kgcelery.clients import CONTROL_QUEUE, queue_for
 from kgcelery.settings import Settings
 
@@ -31,14 +33,30 @@ def route_task(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     return None
 
 
+def restore_interval(visibility_timeout_s: int) -> int:
+    """Seconds between a worker's sweeps for messages whose visibility timeout passed.
+
+    A task held by a worker that died (``kill -9``, a lost host, a broker connection
+    lost mid-task) sits in kombu's ``unacked`` hash until some worker sweeps it back to
+    its queue. kombu sweeps every 10 s but scans only on every 10th sweep (~100 s
+    between scans), so with its defaults a lost task comes back up to ~100 s after its
+    timeout; sweeping every fifth of the timeout (1 to 10 s) and scanning on each
+    sweep brings it back soon after.
+    """
+    return max(1, min(10, visibility_timeout_s // 5))
+
+
 def create_app(settings: Settings) -> Celery:
     """A Celery app configured from ``settings``."""
+    broker.install()  # redis:// takes messages with kgcelery's transport
     celery_app = Celery("kgcelery", include=["kgcelery.tasks", "kgcelery.control.tasks"])
     celery_app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": restore_interval(settings.visibility_timeout_s),
+            "unacked_restore_throttle": 1,
             "fanout_prefix": True,
             "fanout_patterns": True,
         },

@@ -1,0 +1,207 @@
+"""The Redis transport the workers consume with: a message is taken and recorded as
+unacknowledged in one step.
+
+kombu's Redis transport takes a message with ``BRPOP`` and only then, from the worker,
+writes it to the ``unacked`` hash (from which a lost message is restored after the
+visibility timeout). Between the two the message exists only in the worker's socket
+buffer: a worker killed there (``kill -9``), a broker restarting there, or a connection
+cut there loses it for good, after the bridge has committed its Kafka offsets. The
+fault tests saw it (tests/test_faults.py: a broker restart lost a 500-record task in
+about one run in ten).
+
+Here the worker first waits, without taking anything, until its first queue has a
+message (``BLMOVE q q RIGHT RIGHT``: the last element is put back where it was), then a
+script pops the oldest message of the first non-empty queue *and* records it in
+``unacked`` / ``unacked_index`` exactly as kombu would. Both commands go out together,
+so it is still one round trip. Whatever happens after the script, the message is in the
+``unacked`` hash: acked when done, restored after the visibility timeout otherwise.
+Needs Redis 6.2 (``BLMOVE``). Everything else (acks, rejects, restores, priorities,
+fanout) is kombu's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES, virtual
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+# KEYS: unacked hash, unacked index, then the queues in the order to take from; ARGV:
+# for each queue, '1' to record what is taken from it ('0': consumed without acks, such
+# as Celery's reply queues, which kombu never records either).
+# Returns {queue, message, tag, a queue that is not empty or ''} or false. The stored
+# value is kombu's [message, exchange, routing_key] (``QoS.append``), built around the
+# message's own JSON so that nothing is decoded; a message without a tag is returned
+# unrecorded (tag ''), and kombu records it the usual way. The score is the server's
+# time, as kombu's client time would be.
+_TAKE = """
+for i = 3, #KEYS do
+  local message = redis.call('RPOP', KEYS[i])
+  if message then
+    local tag = ARGV[i - 2] == '1' and string.match(message, '"delivery_tag":%s*"([^"]+)"')
+    local info = string.match(message, '"delivery_info":%s*(%b{})')
+    local exchange = info and string.match(info, '"exchange":%s*"([^"]*)"')
+    local routing_key = info and string.match(info, '"routing_key":%s*"([^"]*)"')
+    if tag and exchange and routing_key then
+      local now = redis.call('TIME')
+      redis.call('ZADD', KEYS[2], tonumber(now[1]) + tonumber(now[2]) / 1000000, tag)
+      redis.call('HSET', KEYS[1], tag,
+                 '[' .. message .. ',"' .. exchange .. '","' .. routing_key .. '"]')
+    else
+      tag = ''
+    end
+    -- A queue that still has messages: the next wait is on it, so it returns at once.
+    local ready = ''
+    for j = 3, #KEYS do
+      if redis.call('LLEN', KEYS[j]) > 0 then
+        ready = KEYS[j]
+        break
+      end
+    end
+    return {KEYS[i], message, tag, ready}
+  end
+end
+return false
+"""
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's QoS, minus the ``unacked`` write for messages the script recorded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recorded: set[str] = set()
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self.recorded:
+            self.recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # in-memory bookkeeping only
+            return
+        super().append(message, delivery_tag)
+
+
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel, taking messages with :data:`_TAKE` instead of ``BRPOP``."""
+
+    QoS = QoS
+    # kombu declares it as None at class level; it holds the connection of the poll.
+    _in_poll: Any = None
+    # A queue the last take saw non-empty: waiting on it returns at once. Without it a
+    # worker of several queues (a fleet worker: ``fleet.idle`` and its clients) would
+    # wait the full poll timeout on an empty queue between two tasks of a busy one.
+    _ready_key: str = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Queues consumed without acknowledgements: what is taken from them is not
+        # recorded (kombu records only what it will see acked).
+        self._noack_queues: set[str] = set()
+        self._get_no_ack = False
+        super().__init__(*args, **kwargs)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._noack_queues.add(queue)
+        else:
+            self._noack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        self._get_no_ack = no_ack
+        try:
+            return super().basic_get(queue, no_ack, **kwargs)
+        finally:
+            self._get_no_ack = False
+
+    def _take_command(self, queues: list[str], timeout: float) -> list[tuple[Any, ...]]:
+        """The wait (when ``timeout``) and the take, for these queues."""
+        if self.global_keyprefix:
+            raise ValueError("kgcelery's transport does not support global_keyprefix")
+        pairs = [(self._q_for_pri(queue, pri), queue) for pri in self.priority_steps
+                 for queue in queues]
+        keys = [key for key, _queue in pairs]
+        record = ["0" if self._get_no_ack or queue in self._noack_queues else "1"
+                  for _key, queue in pairs]
+        # Only one queue can be waited on without taking from it; the take then looks at
+        # all of them, so a message elsewhere waits at most one poll timeout (1 s).
+        watched = self._ready_key if self._ready_key in keys else keys[0]
+        wait = ("BLMOVE", watched, watched, "RIGHT", "RIGHT", timeout)
+        take = ("EVAL", _TAKE, len(keys) + 2, self.unacked_key, self.unacked_index_key,
+                *keys, *record)
+        return [wait, take] if timeout else [take]
+
+    def _deliver_taken(self, taken: Any) -> str:
+        queue, item, tag, self._ready_key = (bytes_to_str(part) for part in taken)
+        queue = queue.rsplit(self.sep, 1)[0]
+        if tag:
+            self.qos.recorded.add(tag)
+        self.connection._deliver(loads(item), queue)
+        return str(queue)
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if timeout is None:
+            timeout = self.brpop_timeout
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
+        connection = self.client.connection
+        # Never 0 (BLMOVE would block for good): _brpop_read always reads two replies.
+        connection.send_packed_command(
+            connection.pack_commands(self._take_command(queues, timeout or 1)))
+
+    def _brpop_read(self, **options: Any) -> bool:
+        connection = self.client.connection
+        try:
+            try:
+                waited = self.client.parse_response(connection, "BLMOVE", **options)
+                taken = self.client.parse_response(connection, "EVAL", **options)
+            except self.connection_errors:
+                # As kombu does: a broken connection is dropped and made again.
+                connection.disconnect()
+                raise
+            if taken:
+                self._queue_cycle.rotate(self._deliver_taken(taken))
+                return True
+            self._ready_key = ""
+            if waited is None and len(self.active_queues) > 1:
+                # Waited on an empty queue: wait on the next one next time.
+                first = self._queue_cycle.consume(1)
+                if first:
+                    self._queue_cycle.rotate(first[0])
+            raise kombu_redis.Empty()
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _get(self, queue: str, timeout: Any = None) -> Any:
+        """The synchronous path (``basic_get``, polling consumers): the same script."""
+        with self.conn_or_acquire() as client:
+            taken = client.execute_command(*self._take_command([queue], 0)[0])
+            self._maybe_update_queues_expire(client, queue)
+        if not taken:
+            raise kombu_redis.Empty()
+        _queue, item, tag, _ready = (bytes_to_str(part) for part in taken)
+        if tag:
+            self.qos.recorded.add(tag)
+        return loads(item)
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`Channel`; :func:`install` selects it."""
+
+    Channel = Channel
+
+
+def install() -> None:
+    """Make ``redis://`` and ``rediss://`` URLs use :class:`Transport` in this process.
+
+    By kombu's alias table rather than Celery's ``broker_transport``: the URL keeps its
+    scheme, so whatever reads it back (Flower's Broker page, ``Connection.as_uri()``,
+    TLS for ``rediss``) sees a Redis broker, as it is.
+    """
+    for scheme in ("redis", "rediss"):
+        TRANSPORT_ALIASES[scheme] = "kgcelery.broker:Transport"
