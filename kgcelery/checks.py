@@ -61,18 +61,30 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split(".")[:2]:
+        parts.append(int(part) if part.isdigit() else 0)
+    return tuple(parts)
+
+
 def check_redis(settings: Settings, timeout: float = 5.0) -> CheckResult:
-    """The broker and the registry Redis answer PING."""
+    """The broker and the registry Redis answer PING; the broker is Redis 6.2 or newer."""
     urls = list(dict.fromkeys([settings.broker_url, settings.registry_url]))
     for url in urls:
         client = redis.Redis.from_url(url, socket_timeout=timeout,
                                       socket_connect_timeout=timeout)
         try:
             client.ping()
+            version = str(client.info("server").get("redis_version", "0"))
         except redis.RedisError as exc:
             return CheckResult("redis", False, f"{redact(url)} does not answer: {exc}")
         finally:
             client.close()
+        if url == settings.broker_url and _version(version) < (6, 2):
+            # kgcelery.broker waits for messages with BLMOVE (Redis 6.2).
+            return CheckResult("redis", False, f"{redact(url)} runs Redis {version}; the "
+                               "broker needs 6.2 or newer")
     verb = " answer" if len(urls) > 1 else " answers"
     return CheckResult("redis", True, " and ".join(map(redact, urls)) + verb)
 
