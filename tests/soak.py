@@ -61,10 +61,10 @@ class Soak:
         self.processes = processes
         self.clients = clients
         self.broker = redis.Redis.from_url(settings.broker_url)
-        self.bridges = [processes.bridge(settings, name=f"bridge-{n}") for n in (1, 2)]
-        self.workers = {client: self._worker(client) for client in clients}
         self.started = 0
         self.malformed = 0
+        self.bridges = [processes.bridge(settings, name=f"bridge-{n}") for n in (1, 2)]
+        self.workers = {client: self._worker(client) for client in clients}
 
     def _worker(self, client: str) -> ManagedProcess:
         self.started += 1
