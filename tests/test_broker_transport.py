@@ -45,7 +45,8 @@ def _publish(url: str, queue: str, bodies: list[dict[str, int]]) -> None:
 
 def test_take_moves_a_message_from_its_queue_into_unacked_in_one_step(
         broker_url: str) -> None:
-    _publish(broker_url, "client.t1", [{"n": 1}])
+    # A task's size: the script finds the properties in the tail, after a large body.
+    _publish(broker_url, "client.t1", [{"n": 1, "records": "x" * 300_000}])
     client = redis.Redis.from_url(broker_url)
     raw = client.lindex("client.t1", 0)
     assert raw is not None
@@ -130,3 +131,21 @@ def test_the_app_selects_it_and_keeps_the_redis_url(stack_settings: Settings) ->
         assert isinstance(conn.transport, Transport)
         # Flower's Broker page and TLS for rediss:// read the scheme back.
         assert conn.as_uri().startswith("redis://")
+
+
+def test_the_bridge_envelope_is_recorded_and_its_size_read_from_the_tail(
+        broker_url: str) -> None:
+    # A real-sized task as the bridge writes it: both scripts look only at its tail.
+    from kgcelery.bridge.batcher import Batch
+    from kgcelery.bridge.publisher import redis_envelope
+    from kgcelery.control.queues import records_per_task
+
+    record = b'{"reason":"BackOff","message":"' + b"m" * 1000 + b'"}'
+    batch = Batch("t-five", "event", 0.0, [record] * 500,
+                  [["raw.k8s.events", 0, n, f"event::{n}", 0] for n in range(500)])
+    client = redis.Redis.from_url(broker_url)
+    client.lpush("client.t-five", redis_envelope(batch, "client.t-five", "task-1"))
+    assert records_per_task(client, "t-five", default=1) == 500
+    _queue, _message, tag, _ready = client.eval(_TAKE, 3, "unacked", "unacked_index",
+                                                "client.t-five", "1")
+    assert tag and json.loads(client.hget("unacked", tag))[2] == "client.t-five"

@@ -45,7 +45,8 @@ _SAMPLE_SCRIPT = """
 local out = {}
 for _, index in ipairs({0, -1}) do
   local message = redis.call('LINDEX', KEYS[1], index)
-  local n = message and string.match(message, '<(%d+) [%w_]+ records>')
+  -- The headers come after the body: search the tail, not the whole message.
+  local n = message and string.match(string.sub(message, -4096), '<(%d+) [%w_]+ records>')
   out[#out + 1] = tonumber(n or -1)
 end
 return out
