@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import random
 
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kgcelery.bridge.batcher import Batch, Batcher
@@ -198,3 +199,34 @@ def test_key_prefix_cache_still_rejects_what_it_must() -> None:
     assert parse_record_key(b"af-9::b").entity == "b"  # served from the cache
     with pytest.raises(BadKeyError):
         parse_record_key(b"af-9")  # the cached prefix without '::' is still a bad key
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=64).map(str.encode),
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    # JSON with one byte cut off or one byte changed: nearly valid
+    _json_values.map(lambda v: json.dumps(v).encode()[:-1]),
+    st.tuples(_json_values, st.integers(0, 40), st.binary(min_size=1, max_size=1)).map(
+        lambda t: (lambda b: b[:t[1]] + t[2] + b[t[1] + 1:])(json.dumps(t[0]).encode())),
+))
+def test_the_fast_json_check_accepts_exactly_what_orjson_accepts(value: bytes) -> None:
+    try:
+        orjson.loads(value)
+        valid = True
+    except orjson.JSONDecodeError:
+        valid = False
+    try:
+        _classify("raw.k8s.events", b"af-9::e", value, limit=10_000)
+        routed = True
+    except RejectedRecordError as exc:
+        assert exc.reason == "undecodable-json"
+        routed = False
+    assert routed == valid, value

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import simdjson
 
 from kgcelery.clients import RecordKey, parse_key
 from kgcelery.errors import BadKeyError, InvalidClientIdError, RejectedRecordError
@@ -22,6 +23,8 @@ TOMBSTONE_KINDS = frozenset({"resource", "registry"})
 #: Webhook fields worth keeping on each alert when a payload is exploded.
 _WEBHOOK_CONTEXT = ("receiver", "groupKey", "externalURL")
 _CLIENT_ID_FIELD = b'"client_id"'
+# Validates without building Python objects; reused (the bridge routes in one thread).
+_validator = simdjson.Parser()
 NULL = b"null"
 
 
@@ -79,6 +82,14 @@ def parse_record_key(key: bytes | None) -> RecordKey:
     return parsed
 
 
+def _is_json(value: bytes) -> bool:
+    try:
+        _validator.parse(value, False)
+    except (ValueError, RuntimeError):  # RuntimeError: a parser still in use; not here
+        return False
+    return True
+
+
 def classify(topic: str, key: bytes | None, value: bytes | None, *,
              kinds: Mapping[str, str], max_value_bytes: int) -> Routed:
     """Route a record or raise :class:`RejectedRecordError` with a stable reason code."""
@@ -100,12 +111,17 @@ def classify(topic: str, key: bytes | None, value: bytes | None, *,
         if kind not in TOMBSTONE_KINDS:
             raise RejectedRecordError("undecodable-json", f"null value on a {kind} topic")
         return Routed(parsed.client_id, kind, parsed.entity, (NULL,), 0)
-    try:
-        decoded = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise RejectedRecordError("undecodable-json", f"value is not JSON: {exc}") from exc
+    needs_content = kind == "alert" or _CLIENT_ID_FIELD in value
+    if needs_content or not _is_json(value):
+        # orjson decides (and words the error) whenever simdjson refused.
+        try:
+            decoded = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise RejectedRecordError("undecodable-json", f"value is not JSON: {exc}") from exc
     payload = value
-    if _CLIENT_ID_FIELD in value and isinstance(decoded, dict) and "client_id" in decoded:
+    if not needs_content:
+        return Routed(parsed.client_id, kind, parsed.entity, (payload,), size)
+    if isinstance(decoded, dict) and "client_id" in decoded:
         # Older agents repeat the client in the payload: fine if it agrees, never kept.
         claimed = decoded.pop("client_id")
         if claimed != parsed.client_id:
