@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery
 
-from kgcelery import broker
+from kgcelery import broker, fastjson
 from kgcelery.clients import CONTROL_QUEUE, queue_for
 from kgcelery.settings import Settings
 
@@ -49,6 +49,7 @@ def restore_interval(visibility_timeout_s: int) -> int:
 def create_app(settings: Settings) -> Celery:
     """A Celery app configured from ``settings``."""
     broker.install()  # redis:// takes messages with kgcelery's transport
+    fastjson.install()  # and decodes them with orjson
     celery_app = Celery("kgcelery", include=["kgcelery.tasks", "kgcelery.control.tasks"])
     celery_app.conf.update(
         broker_url=settings.broker_url,

@@ -27,7 +27,8 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES, _transport_cache, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+
+from kgcelery.fastjson import loads
 
 # KEYS: unacked hash, unacked index, then the queues in the order to take from; ARGV:
 # for each queue, '1' to record what is taken from it ('0': consumed without acks, such

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from celery import Task
 
@@ -87,8 +88,12 @@ def retry_delay(retries: int, base_s: float, max_s: float) -> float:
 
 def batch_id(kind: str, records: list[Any], origins: list[Origin] | None) -> str:
     """A stable id of this batch: its Kafka positions, or else its content."""
-    basis: Any = [list(o[:3]) for o in origins] if origins else records
-    digest = hashlib.sha1(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
+    basis: Any = [o[:3] for o in origins] if origins else records
+    try:
+        text = orjson.dumps(basis, option=orjson.OPT_SORT_KEYS, default=str)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, in records
+        text = json.dumps(basis, sort_keys=True, default=str).encode()
+    digest = hashlib.sha1(text).hexdigest()
     return f"{kind}:{digest[:24]}"
 
 
