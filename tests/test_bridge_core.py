@@ -230,3 +230,39 @@ def test_the_fast_json_check_accepts_exactly_what_orjson_accepts(value: bytes) -
         assert exc.reason == "undecodable-json"
         routed = False
     assert routed == valid, value
+
+
+def test_queue_depths_and_the_registry_survive_a_broker_outage() -> None:
+    # The bridge reads them in its loop: a broker away must not stop it (publishing
+    # holds and retries meanwhile), and the last values read stand.
+    import redis
+
+    from kgcelery.bridge.quota import QueueQuota
+    from kgcelery.bridge.runner import RegisteredClients
+
+    depths = iter([7])
+
+    def depth_of(client: str) -> int:
+        for depth in depths:
+            return depth
+        raise redis.ConnectionError("Connection closed by server.")
+
+    now = [0.0]
+    quota = QueueQuota(depth_of, ceiling=100, hard_limit=0, clock=lambda: now[0])
+    assert quota.depth("af-9") == 7
+    now[0] += 5
+    quota.published("af-9")
+    assert quota.depth("af-9") == 8, "the last depth read, plus what was published since"
+
+    class Registry:
+        reads = iter([{"af-9"}])
+
+        def registered_ids(self) -> set[str]:
+            for ids in self.reads:
+                return ids
+            raise redis.ConnectionError("Connection refused.")
+
+    registered = RegisteredClients(Registry(), refresh=0.0)  # type: ignore[arg-type]
+    assert "af-9" in registered and "zz-1" not in registered
+    with pytest.raises(redis.ConnectionError):
+        assert "af-9" in RegisteredClients(Registry(), refresh=0.0)  # type: ignore[arg-type]

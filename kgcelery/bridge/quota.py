@@ -9,6 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
+import redis
+
 log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0
@@ -40,7 +42,15 @@ class QueueQuota:
         cached = self._depths.get(client_id)
         if cached is not None and now - cached[0] < REFRESH_S:
             return cached[1] + self._published.get(client_id, 0)
-        depth = self.depth_of(client_id)
+        try:
+            depth = self.depth_of(client_id)
+        except (redis.RedisError, OSError) as exc:
+            # The broker is away (publishing holds and retries meanwhile): the last depth
+            # known stands, read again in a second.
+            log.debug("queue depth of %s unknown: %s", client_id, exc)
+            last = cached[1] if cached is not None else 0
+            self._depths[client_id] = (now, last)
+            return last + self._published.get(client_id, 0)
         self._depths[client_id] = (now, depth)
         self._published[client_id] = 0
         if depth > self.ceiling and client_id not in self.over_ceiling:

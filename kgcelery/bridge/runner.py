@@ -54,13 +54,23 @@ class RegisteredClients:
         self.refresh = refresh
         self._ids: set[str] = set()
         self._read_at = float("-inf")
+        self._loaded = False
 
     def __contains__(self, client_id: object) -> bool:
         if client_id in self._ids:
             return True
         now = time.monotonic()
         if now - self._read_at >= self.refresh:
-            self._ids = self.registry.registered_ids()
+            try:
+                self._ids = self.registry.registered_ids()
+                self._loaded = True
+            except _PUBLISH_ERRORS as exc:
+                if not self._loaded:
+                    raise  # never read: nothing to decide with
+                # The registry's Redis is away: decide with what was last read (a client
+                # registered since came through Kafka and was added), read again later.
+                log.warning("registry unreadable (%s); using the last %d clients read",
+                            exc, len(self._ids))
             self._read_at = now
         return client_id in self._ids
 
