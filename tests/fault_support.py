@@ -8,6 +8,7 @@ idempotent (MERGE on the id), so a redelivered batch is harmless; a missing id i
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -345,12 +346,32 @@ def lost_reports(worker: ManagedProcess) -> int:
 
 
 def _reported_lost(worker: ManagedProcess, before: int) -> bool:
-    # The main process reports a lost task right after the child's exit.
-    deadline = time.monotonic() + 1.5
+    # The main process may notice a child killed mid-task only seconds later (4 s seen).
+    deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
         if lost_reports(worker) > before:
             return True
         time.sleep(0.1)
+    return False
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def running_task(children: list[int], *, ticks: int = 2, timeout: float = 2.0) -> bool:
+    """Wait until one of a worker's pool children burns CPU (``ticks`` of 10 ms): it runs
+    a task. An idle child blocks on its pipe and burns none; a task takes ~150 ms."""
+    start = {pid: _cpu_ticks(pid) for pid in children}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(_cpu_ticks(pid) - base >= ticks for pid, base in start.items()):
+            return True
+        time.sleep(0.005)
     return False
 
 
@@ -360,9 +381,9 @@ def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
     process and child); the id of the task that was in flight.
 
     The main process takes a message a few milliseconds before its child starts it; a
-    child killed in between loses nothing and proves nothing. So the kill comes a little
-    after the task shows in flight, and a child kill is tried again (``feed`` queues more
-    work first) until the worker reports a ``WorkerLostError``.
+    child killed in between loses nothing and proves nothing. So the kill comes once the
+    child burns CPU (:func:`running_task`), and a child kill is tried again (``feed``
+    queues more work first) until the worker reports a ``WorkerLostError``.
     """
     for delay in MID_TASK_DELAYS_S:
         if feed is not None:
@@ -378,10 +399,15 @@ def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
             os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
             worker.kill()
             return task_id
-        time.sleep(delay)
+        children = pool_children(worker)
+        running_task(children)
+        time.sleep(delay / 2)
+        # The task read above may have been acked since: the one running is in flight now.
+        task_id = task_in_flight(broker, client) or task_id
         before = lost_reports(worker)
-        for child in pool_children(worker):
-            os.kill(child, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):  # gone since it was listed
+                os.kill(child, signal.SIGKILL)
         if _reported_lost(worker, before):
             return task_id
     raise AssertionError(f"no kill landed on a running task in {len(MID_TASK_DELAYS_S)} "

@@ -12,6 +12,7 @@ Two ways to die, two mechanisms (both with late acks, so the message stays in ko
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,11 +31,15 @@ from kgcelery.embedded.process import ManagedProcess
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
 from tests.control_support import control_settings, event_count, plain_worker, send_events
+from tests.fault_support import running_task
 from tests.helpers import Processes, wait_for
 
 pytestmark = pytest.mark.integration
 
-EVENTS, PER_TASK = 16_000, 2000
+EVENTS, PER_TASK = 24_000, 2000
+#: After a task shows in flight (taken by the main process), when its pool child is
+#: killed, attempt by attempt: the child starts it some 30 ms later and runs ~150 ms.
+KILL_DELAYS_S = (0.08, 0.05, 0.12, 0.03, 0.1)
 
 
 @pytest.fixture
@@ -75,7 +80,9 @@ def _task_in_flight(broker: redis.Redis, client: str) -> str | None:
 
 def _reported_lost(worker: ManagedProcess) -> bool:
     """True once the worker says a task's pool process died under it."""
-    deadline = time.monotonic() + 3
+    # The main process may notice a child killed mid-task only seconds later (4 s seen);
+    # a child killed between tasks is replaced at once and the stream goes on.
+    deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
         if "WorkerLostError" in worker.tail(500):
             return True
@@ -84,8 +91,12 @@ def _reported_lost(worker: ManagedProcess) -> bool:
 
 
 def _kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str,
-                   whole_worker: bool) -> str:
-    """Wait until a task is in flight, kill -9 its process (or the whole worker); its id."""
+                   whole_worker: bool, delay: float = 0.0) -> str:
+    """Wait until a task is in flight, kill -9 its process (or the whole worker); its id.
+
+    A task is in flight from the moment the main process takes it; its pool child starts
+    it a little later, so a child is killed once it burns CPU, ``delay / 2`` after.
+    """
     wait_for(lambda: in_flight(broker).get(client) == 1, timeout=30, interval=0.02,
              what="a task in flight")
     task_id = _task_in_flight(broker, client)
@@ -95,8 +106,14 @@ def _kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str,
         os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
         worker.kill()
     else:
-        for child in _pool_children(worker):
-            os.kill(child, signal.SIGKILL)
+        children = _pool_children(worker)
+        running_task(children)
+        time.sleep(delay / 2)
+        # The task read above may have been acked since: the one running is in flight now.
+        task_id = _task_in_flight(broker, client) or task_id
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):  # gone since it was listed
+                os.kill(child, signal.SIGKILL)
     return task_id
 
 
@@ -110,14 +127,14 @@ def test_kill_9_mid_batch_redelivers_and_the_graph_ends_complete(
     # Let the first task start, so the kill lands on a worker mid-stream.
     wait_for(lambda: queue_depth(broker, client) <= tasks - 1, timeout=30,
              what="the first tasks taken")
-    lost = _kill_mid_task(worker, broker, client, whole_worker)
+    lost = _kill_mid_task(worker, broker, client, whole_worker, KILL_DELAYS_S[0])
     killed_at = time.monotonic()
-    for _ in range(4):
+    for delay in KILL_DELAYS_S[1:]:
         # A kill that lands while the main process still holds the next message (before
         # its pool child has it) loses nothing, and proves nothing: kill again.
         if whole_worker or _reported_lost(worker):
             break
-        lost = _kill_mid_task(worker, broker, client, whole_worker)
+        lost = _kill_mid_task(worker, broker, client, whole_worker, delay)
 
     if whole_worker:
         # The lost task is in flight and stays so: nobody acks it, nobody requeues it.
