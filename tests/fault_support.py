@@ -375,6 +375,27 @@ def running_task(children: list[int], *, ticks: int = 2, timeout: float = 2.0) -
     return False
 
 
+def kill_running_child(worker: ManagedProcess, broker: redis.Redis, client: str, *,
+                       delay: float) -> str:
+    """``kill -9`` a worker's pool children while one runs a task; that task's id.
+
+    With prefetch 1 and late acks the worker takes a task only once the one before is
+    acknowledged: so once a *new* task is in flight, the CPU its child burns from then
+    on is that task's (:func:`running_task`), and the kill comes ``delay / 2`` after.
+    """
+    previous = task_in_flight(broker, client)
+    wait_for(lambda: task_in_flight(broker, client) not in (None, previous), timeout=30,
+             interval=0.005, what="the next task taken")
+    task_id = task_in_flight(broker, client) or ""
+    children = pool_children(worker)
+    running_task(children)
+    time.sleep(delay / 2)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):  # gone since it was listed
+            os.kill(child, signal.SIGKILL)
+    return task_id
+
+
 def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
                   whole_worker: bool, feed: Callable[[], object] | None = None) -> str:
     """``kill -9`` a worker's pool child while it runs a task (or the whole worker, main
@@ -399,15 +420,8 @@ def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
             os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
             worker.kill()
             return task_id
-        children = pool_children(worker)
-        running_task(children)
-        time.sleep(delay / 2)
-        # The task read above may have been acked since: the one running is in flight now.
-        task_id = task_in_flight(broker, client) or task_id
         before = lost_reports(worker)
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):  # gone since it was listed
-                os.kill(child, signal.SIGKILL)
+        task_id = kill_running_child(worker, broker, client, delay=delay)
         if _reported_lost(worker, before):
             return task_id
     raise AssertionError(f"no kill landed on a running task in {len(MID_TASK_DELAYS_S)} "

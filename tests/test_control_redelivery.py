@@ -12,7 +12,6 @@ Two ways to die, two mechanisms (both with late acks, so the message stays in ko
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -31,7 +30,7 @@ from kgcelery.embedded.process import ManagedProcess
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
 from tests.control_support import control_settings, event_count, plain_worker, send_events
-from tests.fault_support import running_task
+from tests.fault_support import kill_running_child
 from tests.helpers import Processes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -63,12 +62,6 @@ def broker(settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _pool_children(worker: ManagedProcess) -> list[int]:
-    assert worker.pid is not None
-    text = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text()
-    return [int(pid) for pid in text.split()]
-
-
 def _task_in_flight(broker: redis.Redis, client: str) -> str | None:
     """The id of the client's task that a worker holds unacknowledged, if any."""
     for raw in broker.hvals(UNACKED_KEY):
@@ -95,7 +88,7 @@ def _kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str,
     """Wait until a task is in flight, kill -9 its process (or the whole worker); its id.
 
     A task is in flight from the moment the main process takes it; its pool child starts
-    it a little later, so a child is killed once it burns CPU, ``delay / 2`` after.
+    it a little later: see :func:`~tests.fault_support.kill_running_child`.
     """
     wait_for(lambda: in_flight(broker).get(client) == 1, timeout=30, interval=0.02,
              what="a task in flight")
@@ -106,14 +99,7 @@ def _kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str,
         os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
         worker.kill()
     else:
-        children = _pool_children(worker)
-        running_task(children)
-        time.sleep(delay / 2)
-        # The task read above may have been acked since: the one running is in flight now.
-        task_id = _task_in_flight(broker, client) or task_id
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):  # gone since it was listed
-                os.kill(child, signal.SIGKILL)
+        task_id = kill_running_child(worker, broker, client, delay=delay)
     return task_id
 
 
@@ -134,6 +120,8 @@ def test_kill_9_mid_batch_redelivers_and_the_graph_ends_complete(
         # its pool child has it) loses nothing, and proves nothing: kill again.
         if whole_worker or _reported_lost(worker):
             break
+        # The same events again: idempotent writes, and tasks to kill.
+        send_events(app, client, EVENTS, per_task=PER_TASK)
         lost = _kill_mid_task(worker, broker, client, whole_worker, delay)
 
     if whole_worker:
