@@ -419,7 +419,8 @@ def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
             assert worker.pid is not None
             os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
             worker.kill()
-            return task_id
+            # What it held when it died (the task read above may have been acked since).
+            return task_in_flight(broker, client) or task_id
         before = lost_reports(worker)
         task_id = kill_running_child(worker, broker, client, delay=delay)
         if _reported_lost(worker, before):

@@ -98,6 +98,8 @@ def _kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str,
         assert worker.pid is not None
         os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
         worker.kill()
+        # What it held when it died (the task read above may have been acked since).
+        task_id = _task_in_flight(broker, client) or task_id
     else:
         task_id = kill_running_child(worker, broker, client, delay=delay)
     return task_id
