@@ -136,13 +136,18 @@ class Channel(kombu_redis.Channel):
                 *keys, *record)
         return [wait, take] if timeout else [take]
 
-    def _deliver_taken(self, taken: Any) -> str:
+    def _accept(self, taken: Any) -> tuple[str, Any]:
+        """The queue and the decoded message of the script's reply; notes what it recorded
+        (and which queue is ready)."""
         queue, item, tag, self._ready_key = (bytes_to_str(part) for part in taken)
-        queue = queue.rsplit(self.sep, 1)[0]
         if tag:
             self.qos.recorded.add(tag)
-        self.connection._deliver(loads(item), queue)
-        return str(queue)
+        return queue.rsplit(self.sep, 1)[0], loads(item)
+
+    def _deliver_taken(self, taken: Any) -> str:
+        queue, message = self._accept(taken)
+        self.connection._deliver(message, queue)
+        return queue
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if timeout is None:
@@ -150,9 +155,8 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
-        self._in_poll = self.client.connection
+        connection = self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
-        connection = self.client.connection
         # Never 0 (BLMOVE would block for good): _brpop_read always reads two replies.
         connection.send_packed_command(
             connection.pack_commands(self._take_command(queues, timeout or 1)))
@@ -188,10 +192,7 @@ class Channel(kombu_redis.Channel):
             self._maybe_update_queues_expire(client, queue)
         if not taken:
             raise kombu_redis.Empty()
-        _queue, item, tag, _ready = (bytes_to_str(part) for part in taken)
-        if tag:
-            self.qos.recorded.add(tag)
-        return loads(item)
+        return self._accept(taken)[1]
 
 
 class Transport(kombu_redis.Transport):

@@ -17,12 +17,13 @@ from kombu.serialization import registry
 from kombu.utils import json as kombu_json
 
 _TYPED = b'"__type__"'
+_TYPED_TEXT = _TYPED.decode()
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """kombu's ``json`` decoding, by orjson wherever that gives the same result."""
     raw = data.tobytes() if isinstance(data, memoryview) else data
-    typed = (_TYPED.decode() in raw) if isinstance(raw, str) else (_TYPED in raw)
+    typed = (_TYPED_TEXT in raw) if isinstance(raw, str) else (_TYPED in raw)
     if not typed:
         try:
             return orjson.loads(raw)

@@ -228,6 +228,24 @@ def records_written(*workers: ManagedProcess) -> int:
 _WRITTEN = re.compile(r"succeeded in [0-9.e-]+s: \{'written': (\d+)")
 
 
+def malformed_records(client: str, stranger: str, count: int) -> list[tuple[Any, Any]]:
+    """``count`` bad records in turn, each with the reason it must be dead-lettered for."""
+    shapes: list[tuple[Any, Any]] = [
+        (b"no-separator-at-all", {"reason": "BackOff"}),                    # bad-key
+        (b"Not_A_Client!::event::x", {"reason": "BackOff"}),                # invalid-client-id
+        (f"{stranger}::event::x".encode(), {"reason": "BackOff"}),          # unregistered
+        (f"{client}::event::x".encode(), b"{not json"),                     # undecodable
+        (f"{client}::event::x".encode(), {"client_id": stranger, "reason": "x"}),  # mismatch
+        (f"{client}::event::x".encode(), b"x" * (MAX_VALUE_BYTES + 1)),     # oversized
+    ]
+    return [shapes[i % len(shapes)] for i in range(count)]
+
+
+MALFORMED_REASONS = ("raw:bad-key", "raw:invalid-client-id", "raw:unregistered-client",
+                     "raw:undecodable-json", "raw:client-id-mismatch", "raw:oversized")
+MAX_VALUE_BYTES = 4096
+
+
 # -- what reached the graphs ----------------------------------------------------------------
 def event_ids(graph: GraphStore, client: str) -> list[str]:
     """The id of every Event node of a client's graph (repeats kept)."""
@@ -409,18 +427,16 @@ def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
     for delay in MID_TASK_DELAYS_S:
         if feed is not None:
             feed()
-        wait_for(lambda: in_flight(broker).get(client, 0) >= 1, timeout=30, interval=0.01,
-                 what="a task in flight")
-        task_id = task_in_flight(broker, client)
-        if task_id is None:
-            continue  # acknowledged between the two reads
         if whole_worker:
             # In the unacked hash, the task is lost with the main process wherever it was.
+            wait_for(lambda: in_flight(broker).get(client, 0) >= 1, timeout=30,
+                     interval=0.01, what="a task in flight")
             assert worker.pid is not None
             os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
             worker.kill()
-            # What it held when it died (the task read above may have been acked since).
-            return task_in_flight(broker, client) or task_id
+            held = task_in_flight(broker, client)  # what it held when it died
+            assert held is not None, "the dead worker held no task"
+            return held
         before = lost_reports(worker)
         task_id = kill_running_child(worker, broker, client, delay=delay)
         if _reported_lost(worker, before):

@@ -29,16 +29,18 @@ from kgcelery.graph import GraphStore, open_store
 from kgcelery.settings import Settings
 from tests.fault_support import (
     FAULT_SETTINGS,
+    MALFORMED_REASONS,
+    MAX_VALUE_BYTES,
     DedicatedServices,
     Feeder,
     Ledger,
     assert_exactly_once,
     kill_mid_task,
+    malformed_records,
     restart,
     settle,
 )
 from tests.helpers import Processes, produce
-from tests.test_faults import MALFORMED_REASONS, MAX_VALUE_BYTES, _malformed
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +98,7 @@ class Soak:
         if fault == "graph down 10 s":
             restart(self.services.graph, down_for=10.0)
             return fault
-        bad = _malformed(client, "never-registered", 6 * rng.randint(20, 100))
+        bad = malformed_records(client, "never-registered", 6 * rng.randint(20, 100))
         produce(self.settings, self.settings.topics_of("event")[0], bad)
         self.malformed += len(bad)
         return f"{fault} of {len(bad)}"

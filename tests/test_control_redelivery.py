@@ -12,9 +12,6 @@ Two ways to die, two mechanisms (both with late acks, so the message stays in ko
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,21 +21,16 @@ import redis
 from celery import Celery
 
 from kgcelery.app import create_app
-from kgcelery.clients import queue_for
-from kgcelery.control.queues import UNACKED_KEY, in_flight, queue_depth
-from kgcelery.embedded.process import ManagedProcess
+from kgcelery.control.queues import in_flight, queue_depth
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
 from tests.control_support import control_settings, event_count, plain_worker, send_events
-from tests.fault_support import kill_running_child
+from tests.fault_support import kill_mid_task
 from tests.helpers import Processes, wait_for
 
 pytestmark = pytest.mark.integration
 
 EVENTS, PER_TASK = 24_000, 2000
-#: After a task shows in flight (taken by the main process), when its pool child is
-#: killed, attempt by attempt: the child starts it some 30 ms later and runs ~150 ms.
-KILL_DELAYS_S = (0.08, 0.05, 0.12, 0.03, 0.1)
 
 
 @pytest.fixture
@@ -62,69 +54,16 @@ def broker(settings: Settings) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _task_in_flight(broker: redis.Redis, client: str) -> str | None:
-    """The id of the client's task that a worker holds unacknowledged, if any."""
-    for raw in broker.hvals(UNACKED_KEY):
-        message, _exchange, routing_key = json.loads(raw)
-        if routing_key == queue_for(client):
-            return str(message["headers"]["id"])
-    return None
-
-
-def _reported_lost(worker: ManagedProcess) -> bool:
-    """True once the worker says a task's pool process died under it."""
-    # The main process may notice a child killed mid-task only seconds later (4 s seen);
-    # a child killed between tasks is replaced at once and the stream goes on.
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline:
-        if "WorkerLostError" in worker.tail(500):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str,
-                   whole_worker: bool, delay: float = 0.0) -> str:
-    """Wait until a task is in flight, kill -9 its process (or the whole worker); its id.
-
-    A task is in flight from the moment the main process takes it; its pool child starts
-    it a little later: see :func:`~tests.fault_support.kill_running_child`.
-    """
-    wait_for(lambda: in_flight(broker).get(client) == 1, timeout=30, interval=0.02,
-             what="a task in flight")
-    task_id = _task_in_flight(broker, client)
-    assert task_id is not None
-    if whole_worker:
-        assert worker.pid is not None
-        os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
-        worker.kill()
-        # What it held when it died (the task read above may have been acked since).
-        task_id = _task_in_flight(broker, client) or task_id
-    else:
-        task_id = kill_running_child(worker, broker, client, delay=delay)
-    return task_id
-
-
 @pytest.mark.parametrize("whole_worker", [False, True], ids=["pool-child", "whole-worker"])
 def test_kill_9_mid_batch_redelivers_and_the_graph_ends_complete(
         whole_worker: bool, settings: Settings, processes: Processes, app: Celery,
         broker: redis.Redis, graph: GraphStore, client_ids: list[str]) -> None:
     client = client_ids[0]
     worker = plain_worker(processes, settings, client, name=f"{client}-victim")
-    tasks = send_events(app, client, EVENTS, per_task=PER_TASK)
-    # Let the first task start, so the kill lands on a worker mid-stream.
-    wait_for(lambda: queue_depth(broker, client) <= tasks - 1, timeout=30,
-             what="the first tasks taken")
-    lost = _kill_mid_task(worker, broker, client, whole_worker, KILL_DELAYS_S[0])
+    # Each attempt queues the events (again: idempotent writes, and tasks to kill).
+    lost = kill_mid_task(worker, broker, client, whole_worker=whole_worker,
+                         feed=lambda: send_events(app, client, EVENTS, per_task=PER_TASK))
     killed_at = time.monotonic()
-    for delay in KILL_DELAYS_S[1:]:
-        # A kill that lands while the main process still holds the next message (before
-        # its pool child has it) loses nothing, and proves nothing: kill again.
-        if whole_worker or _reported_lost(worker):
-            break
-        # The same events again: idempotent writes, and tasks to kill.
-        send_events(app, client, EVENTS, per_task=PER_TASK)
-        lost = _kill_mid_task(worker, broker, client, whole_worker, delay)
 
     if whole_worker:
         # The lost task is in flight and stays so: nobody acks it, nobody requeues it.
@@ -137,7 +76,6 @@ def test_kill_9_mid_batch_redelivers_and_the_graph_ends_complete(
         wait_for(lambda: f"[{lost}] received" in rescuer.tail(500), timeout=30,
                  what=f"the lost task {lost} delivered again")
     else:
-        assert _reported_lost(worker), "no kill landed on a running task"
         assert worker.alive(), "the main process survives a lost pool child"
         wait_for(lambda: worker.tail(2000).count(f"[{lost}] received") == 2, timeout=30,
                  what=f"the lost task {lost} delivered again")

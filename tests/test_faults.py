@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -27,6 +26,8 @@ from tests.control_support import FAST as CONTROL_INTERVALS
 from tests.control_support import start_control_plane
 from tests.fault_support import (
     FAULT_SETTINGS,
+    MALFORMED_REASONS,
+    MAX_VALUE_BYTES,
     DedicatedServices,
     Feeder,
     Heartbeats,
@@ -35,6 +36,7 @@ from tests.fault_support import (
     backlog_of,
     event_ids,
     kill_mid_task,
+    malformed_records,
     records_written,
     restart,
     settle,
@@ -203,24 +205,6 @@ def test_graph_store_down_10s_midrun_retries_without_dead_letters(
     assert_exactly_once(result)
 
 
-def _malformed(client: str, stranger: str, count: int) -> list[tuple[Any, Any]]:
-    """``count`` bad records in turn, each with the reason it must be dead-lettered for."""
-    shapes: list[tuple[Any, Any]] = [
-        (b"no-separator-at-all", {"reason": "BackOff"}),                    # bad-key
-        (b"Not_A_Client!::event::x", {"reason": "BackOff"}),                # invalid-client-id
-        (f"{stranger}::event::x".encode(), {"reason": "BackOff"}),          # unregistered
-        (f"{client}::event::x".encode(), b"{not json"),                     # undecodable
-        (f"{client}::event::x".encode(), {"client_id": stranger, "reason": "x"}),  # mismatch
-        (f"{client}::event::x".encode(), b"x" * (MAX_VALUE_BYTES + 1)),     # oversized
-    ]
-    return [shapes[i % len(shapes)] for i in range(count)]
-
-
-MALFORMED_REASONS = ("raw:bad-key", "raw:invalid-client-id", "raw:unregistered-client",
-                     "raw:undecodable-json", "raw:client-id-mismatch", "raw:oversized")
-MAX_VALUE_BYTES = 4096
-
-
 def test_malformed_flood_all_dead_lettered_valid_ones_all_written(
         settings: Settings, processes: Processes, broker: redis.Redis, graph: GraphStore,
         client_ids: list[str]) -> None:
@@ -236,7 +220,7 @@ def test_malformed_flood_all_dead_lettered_valid_ones_all_written(
     bad = 0
     for _ in range(5):
         valid = ledger.event_records(client, 2000)
-        malformed = _malformed(client, stranger, 1200)
+        malformed = malformed_records(client, stranger, 1200)
         # Interleaved: the bad ones sit between good ones in every partition.
         mixed = [record for pair in itertools.zip_longest(valid, malformed) for record in pair
                  if record is not None]
