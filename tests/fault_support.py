@@ -346,13 +346,15 @@ def pool_children(worker: ManagedProcess) -> list[int]:
     return [int(pid) for pid in text.split()]
 
 
-def task_in_flight(broker: redis.Redis, client: str) -> str | None:
-    """The id of a client's task that a worker holds unacknowledged, if any."""
+def tasks_in_flight(broker: redis.Redis, client: str) -> set[str]:
+    """The ids of a client's tasks that workers hold unacknowledged (a dead worker's too,
+    until the visibility timeout)."""
+    held = set()
     for raw in broker.hvals(UNACKED_KEY):
         message, _exchange, routing_key = json.loads(raw)
         if routing_key == queue_for(client):
-            return str(message["headers"]["id"])
-    return None
+            held.add(str(message["headers"]["id"]))
+    return held
 
 
 def lost_reports(worker: ManagedProcess) -> int:
@@ -394,20 +396,25 @@ def running_task(children: list[int], *, ticks: int = 2, timeout: float = 2.0) -
 
 
 def kill_running_child(worker: ManagedProcess, broker: redis.Redis, client: str, *,
-                       delay: float) -> str:
+                       delay: float, previous: set[str]) -> str:
     """``kill -9`` a worker's pool children while one runs a task; that task's id.
 
     With prefetch 1 and late acks the worker takes a task only once the one before is
     acknowledged: so once a *new* task is in flight, the CPU its child burns from then
     on is that task's (:func:`running_task`), and the kill comes ``delay / 2`` after.
+
+    :param previous: the tasks held before more work was queued (read before queueing
+        it, so that the task to wait for is sure to come).
     """
-    previous = task_in_flight(broker, client)
-    wait_for(lambda: task_in_flight(broker, client) not in (None, previous), timeout=30,
-             interval=0.005, what="the next task taken")
-    task_id = task_in_flight(broker, client) or ""
+    taken = wait_for(lambda: tasks_in_flight(broker, client) - previous, timeout=30,
+                     interval=0.005, what="the next task taken")
+    task_id = min(taken)
     children = pool_children(worker)
     running_task(children)
     time.sleep(delay / 2)
+    # The one held now: the task seen first may have finished meanwhile (it may have run
+    # for a while before it was seen, while more work was being queued).
+    task_id = min(tasks_in_flight(broker, client) - previous or {task_id})
     for child in children:
         with contextlib.suppress(ProcessLookupError):  # gone since it was listed
             os.kill(child, signal.SIGKILL)
@@ -425,6 +432,7 @@ def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
     queues more work first) until the worker reports a ``WorkerLostError``.
     """
     for delay in MID_TASK_DELAYS_S:
+        previous = tasks_in_flight(broker, client)
         if feed is not None:
             feed()
         if whole_worker:
@@ -434,11 +442,11 @@ def kill_mid_task(worker: ManagedProcess, broker: redis.Redis, client: str, *,
             assert worker.pid is not None
             os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
             worker.kill()
-            held = task_in_flight(broker, client)  # what it held when it died
-            assert held is not None, "the dead worker held no task"
-            return held
+            held = tasks_in_flight(broker, client)  # what it held when it died
+            assert held, "the dead worker held no task"
+            return min(held - previous or held)
         before = lost_reports(worker)
-        task_id = kill_running_child(worker, broker, client, delay=delay)
+        task_id = kill_running_child(worker, broker, client, delay=delay, previous=previous)
         if _reported_lost(worker, before):
             return task_id
     raise AssertionError(f"no kill landed on a running task in {len(MID_TASK_DELAYS_S)} "
