@@ -4,29 +4,45 @@ A worker decodes every task twice, the message in its main process and the argum
 in the pool child, and a task carries 500 records: with kombu's stdlib decoder (and its
 ``object_hook`` called on every dict) that was a third of a worker's main process. Only
 what orjson would read differently goes to kombu: kombu's typed values
-(``{"__type__": ..., "__value__": ...}``: datetimes, UUIDs, decimals) and what orjson
-refuses (NaN, integers beyond 64 bits, lone surrogates), which the stdlib accepts.
+(``{"__type__": ..., "__value__": ...}``: datetimes, UUIDs, decimals), what orjson
+refuses (NaN, lone surrogates), and integers beyond 64 bits, which orjson reads as
+floats without a word (so a simdjson pass, ~0.1 ms per 100 KB, vets the text first:
+it refuses them).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import orjson
+import simdjson
 from kombu.serialization import registry
 from kombu.utils import json as kombu_json
 
 _TYPED = b'"__type__"'
-_TYPED_TEXT = _TYPED.decode()
+_parsers = threading.local()
+
+
+def _orjson_reads_it_as_kombu(raw: bytes) -> bool:
+    """True when simdjson accepts the text: no big integers, nothing orjson reads otherwise."""
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = simdjson.Parser()
+    try:
+        parser.parse(raw, False)
+    except (ValueError, RuntimeError):  # RuntimeError: a big integer (or a parser in use)
+        return False
+    return True
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """kombu's ``json`` decoding, by orjson wherever that gives the same result."""
     raw = data.tobytes() if isinstance(data, memoryview) else data
-    typed = (_TYPED_TEXT in raw) if isinstance(raw, str) else (_TYPED in raw)
-    if not typed:
+    text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if _TYPED not in text and _orjson_reads_it_as_kombu(text):
         try:
-            return orjson.loads(raw)
+            return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
     return kombu_json.loads(raw)

@@ -13,7 +13,8 @@ from kombu.utils import json as kombu_json
 from kgcelery.fastjson import loads
 
 _values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**62, max_value=2**66)
+    | st.integers(max_value=-2**62, min_value=-2**66) | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=15)
 
@@ -33,3 +34,12 @@ def test_kombu_typed_values_and_what_orjson_refuses_go_to_kombu() -> None:
     assert loads(b'{"n": NaN, "big": 123456789012345678901234567890}')["big"] == \
         123456789012345678901234567890
     assert loads(memoryview(b'[1, "\\ud800"]')) == [1, "\ud800"]
+
+
+def test_integers_beyond_64_bits_stay_exact() -> None:
+    # orjson reads these as floats without an error (CI found -2**63 - 1 by chance).
+    for number in (-2**63 - 1, 2**64, 10**30, -(10**30), 2**64 - 1, -2**63):
+        text = json.dumps({"n": [number]})
+        for form in (text, text.encode(), memoryview(text.encode())):
+            assert loads(form)["n"][0] == number
+            assert type(loads(form)["n"][0]) is int
