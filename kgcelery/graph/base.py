@@ -9,6 +9,8 @@ Contract:
   (transient: the task retries); a bad query raises the backend's own error.
 - ``ensure_schema(client_id)`` creates what a client's graph needs (indexes, and a
   database where the backend has one per client); it is idempotent and cheap to repeat.
+- ``known_objects`` remembers which objects each graph holds; ``drop`` must forget
+  the client's.
 - ``batch_rows`` is how many rows one statement carries (500 by default; less only
   for servers that cannot take large parameters).
 - ``client_key`` is True when clients share one database and nodes are keyed by
@@ -21,12 +23,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from kgcelery.graph.known import KnownObjects
+
 
 class GraphStore(ABC):
     """A graph database holding one knowledge graph per client."""
 
     client_key: bool = False
     batch_rows: int = 500
+
+    @property
+    def known_objects(self) -> KnownObjects:
+        """The objects this process has written or read in each client's graph
+        (:mod:`kgcelery.graph.known`); ``drop`` forgets the client's."""
+        memo = self.__dict__.get("_known_objects")
+        if memo is None:
+            memo = self.__dict__["_known_objects"] = KnownObjects()
+        return memo
 
     @abstractmethod
     def run(self, client_id: str, query: str,

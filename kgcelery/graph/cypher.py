@@ -176,20 +176,36 @@ def update_object_uids(scope: Scope) -> str:
             f"{when(newer_uid, 'o', 'uid_v', 'r.object_uid_v')}")
 
 
+#: An event's state fields: its newest observation's are kept.
+EVENT_PROPS = ("reason", "type", "message", "severity", "source_component", "source_host",
+               "field_path", "namespace")
+#: The columns of an event row as :func:`write_events` reads it: a list, not a map, so
+#: that FalkorDB's parameters encode in one ``orjson`` call and parse sooner (events
+#: are most of what a worker writes).
+EVENT_COLUMNS = ("id", "v", "count", "first_seen", "last_seen", "object_id", *EVENT_PROPS)
+
+
+def event_column(name: str) -> str:
+    return f"r[{EVENT_COLUMNS.index(name)}]"
+
+
 @lru_cache(maxsize=8)
 def write_events(scope: Scope) -> str:
-    """Events, each ABOUT its (already merged) object. A new event takes its row whole
-    (the common case, and the cheaper one); a known one merges it (newest state wins,
-    counts and times monotonic). In ON MATCH, ``e.v`` is assigned last: Neo4j applies
-    the items in order, and the others must compare against the old version."""
-    newer = "r.v > e.v"
+    """Events (rows of :data:`EVENT_COLUMNS`), each ABOUT its (already merged) object.
+    A new event takes its row whole (the common case, and the cheaper one); a known one
+    merges it (newest state wins, counts and times monotonic). In ON MATCH, ``e.v`` is
+    assigned last: Neo4j applies the items in order, and the others must compare
+    against the old version. Returns how many rows found their object."""
+    c = event_column
+    newer = f"{c('v')} > e.v"
     return (
-        f"UNWIND $rows AS r MATCH {scope.key('o', RESOURCE, 'r.object_id')} "
-        f"MERGE {scope.key('e', EVENT, 'r.id')} "
-        "ON CREATE SET e += r.props, e.count = r.count, e.first_seen = r.first_seen, "
-        "e.last_seen = r.last_seen, e.v = r.v "
-        f"ON MATCH SET e += CASE WHEN {newer} THEN r.props ELSE {{}} END, "
-        f"{grow('e', 'count', 'r.count')}, {shrink('e', 'first_seen', 'r.first_seen')}, "
-        f"{grow('e', 'last_seen', 'r.last_seen')}, {when(newer, 'e', 'v', 'r.v')} "
-        "MERGE (e)-[:ABOUT]->(o)"
+        f"UNWIND $rows AS r MATCH {scope.key('o', RESOURCE, c('object_id'))} "
+        f"MERGE {scope.key('e', EVENT, c('id'))} "
+        f"ON CREATE SET {', '.join(f'e.{name} = {c(name)}' for name in EVENT_PROPS)}, "
+        f"e.count = {c('count')}, e.first_seen = {c('first_seen')}, "
+        f"e.last_seen = {c('last_seen')}, e.v = {c('v')} "
+        f"ON MATCH SET {', '.join(when(newer, 'e', name, c(name)) for name in EVENT_PROPS)}, "
+        f"{grow('e', 'count', c('count'))}, {shrink('e', 'first_seen', c('first_seen'))}, "
+        f"{grow('e', 'last_seen', c('last_seen'))}, {when(newer, 'e', 'v', c('v'))} "
+        "MERGE (e)-[:ABOUT]->(o) RETURN count(e)"
     )

@@ -22,9 +22,10 @@ EMITTER_KINDS = {"Container": "Container", "Pod": "Pod", "Node": "Node"}
 
 @lru_cache(maxsize=8)
 def write_alerts(scope: Scope, with_object: bool) -> str:
-    """Alert episodes, each ABOUT its (already merged) object where it names one."""
+    """Alert episodes, each ABOUT its (already merged) object where it names one; those
+    with objects return how many rows found theirs."""
     about = (f"WITH r, a MATCH {scope.key('o', RESOURCE, 'r.object_id')} "
-             "MERGE (a)-[:ABOUT]->(o)") if with_object else ""
+             "MERGE (a)-[:ABOUT]->(o) RETURN count(a)") if with_object else ""
     return (
         f"UNWIND $rows AS r MERGE {scope.key('a', ALERT, 'r.id')} "
         "ON CREATE SET a.name = r.name, a.fingerprint = r.fingerprint "

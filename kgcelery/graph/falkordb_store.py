@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import orjson
 import redis
 from falkordb import FalkorDB
 
@@ -37,11 +39,39 @@ def cypher_literal(value: Any) -> str:
     raise TypeError(f"cannot send a {kind.__name__} as a FalkorDB parameter")
 
 
+_NESTED = (dict, list, tuple)
+
+
+def rows_literal(rows: list[Any]) -> str | None:
+    """orjson's JSON for a list of lists of scalars, which FalkorDB reads as the same
+    Cypher list (5x sooner than :func:`cypher_literal`); None for anything else.
+
+    Not for maps (JSON quotes their keys), nor for what JSON writes otherwise: control
+    characters as ``\\u00XX`` (FalkorDB keeps those six characters), NaN and infinities
+    (as null), integers beyond 64 bits (orjson refuses them).
+    """
+    for row in rows:
+        if type(row) is not list:
+            return None
+        for item in row:
+            kind = type(item)
+            if kind in _NESTED or (kind is float and not math.isfinite(item)):
+                return None
+    try:
+        encoded = orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        return None
+    if b"\\u00" in encoded:
+        return None
+    return encoded.decode()
+
+
 def params_header(params: dict[str, Any]) -> str:
     if not params:
         return ""
-    return "CYPHER " + " ".join(f"{name}={cypher_literal(value)}"
-                                for name, value in params.items()) + " "
+    return "CYPHER " + " ".join(
+        f"{name}={(type(value) is list and rows_literal(value)) or cypher_literal(value)}"
+        for name, value in params.items()) + " "
 
 
 class FalkorDBStore(GraphStore):
@@ -99,6 +129,7 @@ class FalkorDBStore(GraphStore):
             if "empty key" not in str(exc).lower() and "invalid graph" not in str(exc).lower():
                 raise
         self._schema_done.discard(client_id)
+        self.known_objects.forget(client_id)
 
     def ping(self) -> bool:
         try:

@@ -128,6 +128,7 @@ class Neo4jStore(GraphStore):
             self._schema_done.discard(self.database_of(client_id))
         else:
             self.run(client_id, "MATCH (n {client: $client}) DETACH DELETE n")
+        self.known_objects.forget(client_id)
 
     def ping(self) -> bool:
         try:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from kgcelery.errors import GraphUnavailableError
 from kgcelery.graph import cypher, cypher_signals, cypher_state
 from kgcelery.graph.base import GraphStore
 from kgcelery.graph.cypher import OWN_GRAPH, SHARED_GRAPH, Scope
@@ -83,14 +84,17 @@ def _merge_objects(store: GraphStore, client_id: str,
                    pairs: Iterable[tuple[str, Row]]) -> list[str]:
     """MERGE the objects signals are about; return the uids this gave them.
 
-    Most signals are about objects the graph already has: one read finds them, and
-    only new objects (with their namespace) and newer uids are written; rewriting
-    known objects was half the cost of writing events. Objects are never deleted, so
-    "known" cannot become wrong, and the writes re-check what they change.
+    Most signals are about objects the graph already has: those this process knows of
+    (:mod:`kgcelery.graph.known`) are skipped, one read finds the rest, and only new
+    objects (with their namespace) and newer uids are written; rewriting known objects
+    was half the cost of writing events. The writes re-check what they change.
     """
     scope = scope_of(store)
+    known = store.known_objects
     changed: list[str] = []
     for label, rows in sorted(objects_by_label(pairs).items()):
+        rows = [row for row in rows
+                if not known.covers(client_id, row["object_id"], row["object_uid_v"])]
         stale: dict[str, bool] = {}
         for start in range(0, len(rows), store.batch_rows):
             keys = [{"object_id": row["object_id"], "object_uid_v": row["object_uid_v"]}
@@ -101,8 +105,42 @@ def _merge_objects(store: GraphStore, client_id: str,
         newer = [row for row in rows if stale.get(row["object_id"]) is False]
         run_chunks(store, client_id, cypher.merge_objects(scope, label), new)
         run_chunks(store, client_id, cypher.update_object_uids(scope), newer)
+        for row in rows:
+            known.learn(client_id, row["object_id"], row["object_uid_v"])
         changed += [row["object_uid"] for row in new + newer if row["object_uid"]]
     return changed
+
+
+def event_columns(rows: Iterable[Row]) -> list[list[Any]]:
+    """Event rows as the lists ``cypher.write_events`` reads (``cypher.EVENT_COLUMNS``)."""
+    head = cypher.EVENT_COLUMNS[:-len(cypher.EVENT_PROPS)]
+    return [[row[name] for name in head] + [row["props"].get(name) for name in cypher.EVENT_PROPS]
+            for row in rows]
+
+
+def _write_about_objects(store: GraphStore, client_id: str, pairs: Sequence[tuple[str, Row]],
+                         query: str, rows: Sequence[Any]) -> list[str]:
+    """Merge the objects, then run ``query``, which MATCHes each row's object and returns
+    how many rows it matched; return the uids the objects were given.
+
+    A short count means an object this process took as known is not there (the graph
+    was dropped or restored behind its back): forget the client and write again.
+    """
+    uids = _merge_objects(store, client_id, pairs)
+    if _matched(store, client_id, query, rows) == len(rows):
+        return uids
+    store.known_objects.forget(client_id)
+    uids += _merge_objects(store, client_id, pairs)
+    if _matched(store, client_id, query, rows) != len(rows):
+        raise GraphUnavailableError(
+            f"objects of client {client_id!r} vanished while signals about them were written")
+    return uids
+
+
+def _matched(store: GraphStore, client_id: str, query: str, rows: Sequence[Any]) -> int:
+    size = store.batch_rows
+    return sum(store.run(client_id, query, {"rows": list(rows[start:start + size])})[0][0]
+               for start in range(0, len(rows), size))
 
 
 def adopt_placeholders(store: GraphStore, client_id: str, uids: Iterable[str]) -> int:
@@ -128,9 +166,10 @@ def write_events(store: GraphStore, client_id: str, events: Iterable[EventRecord
     if not events:
         return 0
     store.ensure_schema(client_id)
-    uids = _merge_objects(store, client_id, ((e.object_label, e.object_row()) for e in events))
     rows = fold((e.row() for e in events), grow=("count", "last_seen"), shrink=("first_seen",))
-    run_chunks(store, client_id, cypher.write_events(scope_of(store)), rows)
+    uids = _write_about_objects(store, client_id,
+                                [(e.object_label, e.object_row()) for e in events],
+                                cypher.write_events(scope_of(store)), event_columns(rows))
     # An event may be the first to name a uid that a topology edge waits on.
     adopt_placeholders(store, client_id, uids)
     return len(events)
@@ -143,12 +182,13 @@ def write_alerts(store: GraphStore, client_id: str, alerts: Iterable[AlertRecord
         return 0
     store.ensure_schema(client_id)
     scope = scope_of(store)
-    _merge_objects(store, client_id, ((a.object_label, a.object_row())
-                                      for a in alerts if a.object_id))
     rows = fold((a.row() for a in alerts), grow=("seen",), shrink=("starts_at",))
-    for with_object in (True, False):
-        chosen = [row for row in rows if bool(row["object_id"]) is with_object]
-        run_chunks(store, client_id, cypher_signals.write_alerts(scope, with_object), chosen)
+    _write_about_objects(store, client_id,
+                         [(a.object_label, a.object_row()) for a in alerts if a.object_id],
+                         cypher_signals.write_alerts(scope, True),
+                         [row for row in rows if row["object_id"]])
+    run_chunks(store, client_id, cypher_signals.write_alerts(scope, False),
+               [row for row in rows if not row["object_id"]])
     return len(alerts)
 
 
