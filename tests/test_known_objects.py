@@ -37,10 +37,14 @@ def test_rows_of_scalars_go_as_json_and_the_rest_as_cypher_literals() -> None:
     assert rows_literal([["a\nb", 1, 2.5, None, True, 'q"']]) == (
         '[["a\\nb",1,2.5,null,true,"q\\""]]')
     assert rows_literal([]) == "[]"
-    for refused in ([{"a": 1}], ["flat"], [[{"a": 1}]], [[[1]]], [["\x01"]], [[float("inf")]],
-                    [[2**64]], [["\ud800"]]):
+    assert rows_literal([[[1, "a"]], [[]], [{}]]) == '[[[1,"a"]],[[]],[{}]]'
+    for refused in ([{"a": 1}], ["flat"], [[{"a": 1}]], [["\x01"]], [[2**64]], [["\ud800"]],
+                    [["ends in {"]]):
         assert rows_literal(refused) is None, refused
     assert cypher_literal([["\x01"]]) == '[["\x01"]]'
+    # Cypher has no NaN: both encodings write null.
+    assert rows_literal([[float("nan"), float("-inf")]]) == "[[null,null]]"
+    assert cypher_literal([float("nan"), float("inf")]) == "[null,null]"
 
 
 def test_event_rows_carry_every_column_the_statement_reads() -> None:

@@ -29,8 +29,10 @@ def cypher_literal(value: Any) -> str:
         return "null"
     if kind is bool:
         return "true" if value else "false"
-    if kind is int or kind is float:
+    if kind is int:
         return repr(value)
+    if kind is float:  # Cypher has no NaN or infinity literal
+        return repr(value) if math.isfinite(value) else "null"
     if kind is dict:
         return "{" + ",".join([f"`{key}`:{cypher_literal(item)}"
                                for key, item in value.items()]) + "}"
@@ -39,29 +41,24 @@ def cypher_literal(value: Any) -> str:
     raise TypeError(f"cannot send a {kind.__name__} as a FalkorDB parameter")
 
 
-_NESTED = (dict, list, tuple)
-
-
 def rows_literal(rows: list[Any]) -> str | None:
-    """orjson's JSON for a list of lists of scalars, which FalkorDB reads as the same
-    Cypher list (5x sooner than :func:`cypher_literal`); None for anything else.
+    """orjson's JSON for a list of lists without maps, which FalkorDB reads as the same
+    Cypher list (10x sooner than :func:`cypher_literal`); None for anything else.
 
-    Not for maps (JSON quotes their keys), nor for what JSON writes otherwise: control
-    characters as ``\\u00XX`` (FalkorDB keeps those six characters), NaN and infinities
-    (as null), integers beyond 64 bits (orjson refuses them).
+    Not for maps (JSON quotes their keys: ``{"`` in the text; a string that ends in
+    ``{`` looks the same and just takes the slow way), nor for control characters,
+    which JSON writes as ``\\u00XX`` and FalkorDB would keep as those six characters.
+    Integers beyond 64 bits make orjson refuse; NaN and infinities it writes as null,
+    as :func:`cypher_literal` does.
     """
     for row in rows:
         if type(row) is not list:
             return None
-        for item in row:
-            kind = type(item)
-            if kind in _NESTED or (kind is float and not math.isfinite(item)):
-                return None
     try:
         encoded = orjson.dumps(rows)
     except orjson.JSONEncodeError:
         return None
-    if b"\\u00" in encoded:
+    if b'{"' in encoded or b"\\u00" in encoded:
         return None
     return encoded.decode()
 

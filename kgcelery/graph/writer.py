@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from kgcelery.errors import GraphUnavailableError
@@ -111,11 +112,13 @@ def _merge_objects(store: GraphStore, client_id: str,
     return changed
 
 
+_EVENT_HEAD = itemgetter(*cypher.EVENT_COLUMNS[:-len(cypher.EVENT_PROPS)])
+_EVENT_PROPS = itemgetter(*cypher.EVENT_PROPS)
+
+
 def event_columns(rows: Iterable[Row]) -> list[list[Any]]:
     """Event rows as the lists ``cypher.write_events`` reads (``cypher.EVENT_COLUMNS``)."""
-    head = cypher.EVENT_COLUMNS[:-len(cypher.EVENT_PROPS)]
-    return [[row[name] for name in head] + [row["props"].get(name) for name in cypher.EVENT_PROPS]
-            for row in rows]
+    return [[*_EVENT_HEAD(row), *_EVENT_PROPS(row["props"])] for row in rows]
 
 
 def _write_about_objects(store: GraphStore, client_id: str, pairs: Sequence[tuple[str, Row]],
