@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgcelery.clients import CLIENT_ID_PATTERN
-from kgcelery.control.scalers.k8s import KubernetesScaler, Templates
+from kgcelery.control.scalers.k8s import REDIS_TRIGGER_AUTH, KubernetesScaler, Templates
 from kgcelery.settings import Settings
 from tests.deploy_support import (
     DEPLOY,
@@ -109,6 +109,36 @@ def test_rendered_objects_of_any_client_are_valid(client: str, replicas: int) ->
         assert len(obj["metadata"]["name"]) <= 253 and DNS_LABEL.fullmatch(
             obj["metadata"]["name"])
         assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
+
+
+def test_keda_reads_the_broker_password_from_a_secret_never_from_the_object() -> None:
+    from cloudcoil.models.keda.v1alpha1 import TriggerAuthentication
+
+    [auth] = yaml.safe_load_all((DEPLOY / "keda" / "redis-trigger-authentication.yaml")
+                                .read_text())
+    model = TriggerAuthentication.model_validate(auth)
+    assert model.model_dump(by_alias=True, exclude_unset=True, mode="json") == auth
+    assert auth["metadata"] == {**auth["metadata"], "name": REDIS_TRIGGER_AUTH,
+                                "namespace": "kgcelery-workers"}
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "kgcelery-redis", "key": "password"}]
+
+    def trigger(url: str) -> dict[str, Any]:
+        scaled = Templates(Settings(kubernetes_template_dir=DEPLOY, broker_url=url)
+                           ).scaled_object("af-9", min_replicas=1)
+        validate_scaled_object(scaled)
+        assert "hunter2" not in yaml.safe_dump(scaled)
+        [only] = scaled["spec"]["triggers"]
+        return dict(only)
+
+    plain = trigger("redis://redis.redis.svc:6379/2")
+    assert "authenticationRef" not in plain and "enableTLS" not in plain["metadata"]
+    assert plain["metadata"]["databaseIndex"] == "2"
+    secured = trigger("rediss://:hunter2@redis.redis.svc:6380/0?ssl_cert_reqs=required"
+                      "&ssl_ca_certs=/etc/kgcelery/ca.pem")
+    assert secured["authenticationRef"] == {"name": REDIS_TRIGGER_AUTH}
+    assert secured["metadata"]["enableTLS"] == "true"
+    assert secured["metadata"]["address"] == "redis.redis.svc:6380"
 
 
 def test_deploy_render_prints_what_the_scaler_applies(cluster_settings: Settings,

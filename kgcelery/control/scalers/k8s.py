@@ -34,6 +34,9 @@ SELECTOR = "app.kubernetes.io/name=kgcelery-worker"
 KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
 DEPLOYMENT_TEMPLATE = "worker-deployment.yaml"
 SCALED_OBJECT_TEMPLATE = "worker-scaledobject.yaml"
+#: The TriggerAuthentication a ScaledObject refers to when the broker wants a password
+#: (deploy/keda/redis-trigger-authentication.yaml, applied once by ops).
+REDIS_TRIGGER_AUTH = "kgcelery-redis"
 
 
 def name_for(client_id: str) -> str:
@@ -66,7 +69,7 @@ class Templates:
         s = self.settings
         broker = urlparse(s.broker_url)
         tasks_per_replica = math.ceil(s.scale_target_records_per_worker / s.batch_max_records)
-        return self._render(
+        scaled = self._render(
             SCALED_OBJECT_TEMPLATE, name=name_for(client_id), namespace=s.kubernetes_namespace,
             client=client_id, queue=queue_for(client_id), min_replicas=min_replicas,
             max_replicas=max(min_replicas, s.scale_max_workers),
@@ -74,6 +77,13 @@ class Templates:
             redis_address=f"{broker.hostname}:{broker.port or 6379}",
             redis_db=(broker.path or "/0").lstrip("/") or "0",
             list_length=max(tasks_per_replica, 1))
+        # The password never goes into the object: KEDA reads it from a Secret.
+        for trigger in scaled["spec"]["triggers"]:
+            if broker.password:
+                trigger["authenticationRef"] = {"name": REDIS_TRIGGER_AUTH}
+            if broker.scheme == "rediss":
+                trigger["metadata"]["enableTLS"] = "true"
+        return scaled
 
 
 class KubernetesScaler:
