@@ -13,17 +13,28 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
+from hypothesis import settings as hypothesis_settings
 
+from kgcelery.app import create_app
 from kgcelery.control.registry import Registry
 from kgcelery.embedded.stack import EmbeddedStack, free_port
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.kafka import ensure_topics
 from kgcelery.settings import DEFAULT_TOPICS, Settings
+from tests.control_support import control_settings
 from tests.helpers import Processes
 
 CORPUS = Path(os.environ.get("KGCELERY_CORPUS", Path(__file__).parents[1] / ".." / "shared" /
                              "corpus")).resolve()
 _counter = itertools.count(1)
+
+# Property tests explore new examples on every developer run; CI runs the same examples
+# every time (a rare example found there cannot be reproduced after the fact), and
+# "thorough" explores twenty times further: HYPOTHESIS_PROFILE=thorough make test.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("thorough", max_examples=2000, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +73,21 @@ def test_settings(stack_settings: Settings) -> Settings:
 def topic_of(settings: Settings, kind: str) -> str:
     """The first input topic of ``kind`` in these settings."""
     return settings.topics_of(kind)[0]
+
+
+@pytest.fixture
+def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+    """Control-plane settings: the session's stack with a Redis database and state of the
+    test's own (control_support.control_settings); a module may override it."""
+    return control_settings(stack_settings, tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Celery]:
+    """A Celery app on ``settings`` (the module's own ``settings`` where it has one)."""
+    celery_app = create_app(settings)
+    yield celery_app
+    celery_app.close()
 
 
 @pytest.fixture

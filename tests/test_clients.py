@@ -66,14 +66,21 @@ def test_names_derived_from_a_client() -> None:
 @given(st.text(max_size=80), st.text(max_size=40))
 def test_any_key_the_parser_accepts_yields_a_valid_queue_and_database(
         client: str, entity: str) -> None:
+    key = f"{client}::{entity}"
     try:
-        parsed = parse_key(f"{client}::{entity}")
+        parsed = parse_key(key)
     except (BadKeyError, InvalidClientIdError):
         return
     queue = queue_for(parsed.client_id)
     assert queue.startswith("client.") and client_of_queue(queue) == parsed.client_id
     assert CLIENT_ID_PATTERN.fullmatch(database_for(parsed.client_id))
-    assert parsed.client_id == client
+    # The client is what comes before the first "::" (a client "a00:" makes "a00:::").
+    assert parsed.client_id == key.split("::", 1)[0]
+
+
+def test_the_client_is_the_prefix_before_the_first_separator() -> None:
+    assert parse_key("a00:::").client_id == "a00"
+    assert parse_key("af-9::event::abc::def").client_id == "af-9"
 
 
 @given(st.from_regex(CLIENT_ID_PATTERN, fullmatch=True), st.text(max_size=40))

@@ -6,26 +6,19 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from kgcelery.app import create_app
 from kgcelery.cliutil import EXIT_FAILURE, EXIT_UNKNOWN_CLIENT, EXIT_USAGE
 from kgcelery.control.metrics import serve_metrics
 from kgcelery.control.registry import ACTIVE, DRAINING, RETIRED, Registry
 from kgcelery.embedded.stack import free_port
 from kgcelery.settings import Settings
-from tests.control_support import cli, control_settings, plain_worker, send_events
+from tests.control_support import cli, plain_worker, send_events
 from tests.helpers import Processes, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    return control_settings(stack_settings, tmp_path)
 
 
 @pytest.fixture
@@ -33,13 +26,6 @@ def reg(settings: Settings) -> Iterator[Registry]:
     registry = Registry.from_url(settings.registry_url)
     yield registry
     registry.close()
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Celery]:
-    celery_app = create_app(settings)
-    yield celery_app
-    celery_app.close()
 
 
 @pytest.mark.parametrize("args", [

@@ -10,12 +10,10 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from kgcelery.app import create_app
 from kgcelery.control.queues import work_of
 from kgcelery.control.registry import ACTIVE, DRAINING, RETIRED, STALE, Registry
 from kgcelery.graph import GraphStore
@@ -23,7 +21,6 @@ from kgcelery.settings import Settings
 from tests.control_support import (
     cli,
     consumers,
-    control_settings,
     event_count,
     send_events,
     start_control_plane,
@@ -31,18 +28,6 @@ from tests.control_support import (
 from tests.helpers import Processes, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    return control_settings(stack_settings, tmp_path)
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Celery]:
-    celery_app = create_app(settings)
-    yield celery_app
-    celery_app.close()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import pytest
 import redis
 from celery import Celery
 
-from kgcelery.app import create_app
 from kgcelery.control.queues import in_flight, queue_depth
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
@@ -38,13 +37,6 @@ def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
     # A short visibility timeout, so that the restore after a lost worker comes soon.
     return control_settings(stack_settings, tmp_path, visibility_timeout_s=6,
                             task_time_limit_s=5)
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Celery]:
-    celery_app = create_app(settings)
-    yield celery_app
-    celery_app.close()
 
 
 @pytest.fixture

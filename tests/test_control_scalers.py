@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
 
-from kgcelery.app import create_app
 from kgcelery.clients import queue_for
 from kgcelery.control.observe import active_queues
 from kgcelery.control.scalers.fleet import FleetScaler
@@ -26,7 +24,7 @@ from kgcelery.control.scalers.k8s import KubernetesScaler, Templates, name_for
 from kgcelery.embedded.stack import free_port
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
-from tests.control_support import control_settings, event_count, send_events
+from tests.control_support import event_count, send_events
 from tests.fake_k8s import FakeAppsV1Api, FakeCustomObjectsApi
 from tests.helpers import Processes, wait_for
 
@@ -34,18 +32,6 @@ DEPLOY = Path(__file__).parents[1] / "deploy"
 
 
 # -- celery: a real fleet ------------------------------------------------------------------
-@pytest.fixture
-def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    return control_settings(stack_settings, tmp_path)
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Celery]:
-    celery_app = create_app(settings)
-    yield celery_app
-    celery_app.close()
-
-
 def _fleet_worker(processes: Processes, settings: Settings, name: str) -> Any:
     argv = [sys.executable, "-m", "celery", "-A", "kgcelery.app", "worker", "-Q", "fleet.idle",
             "-n", f"{name}@%h", "--concurrency", "1", "--without-mingle", "--without-gossip",

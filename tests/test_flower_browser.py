@@ -15,17 +15,15 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from kgcelery.app import create_app
 from kgcelery.control.registry import Registry
 from kgcelery.embedded.stack import free_port
 from kgcelery.settings import Settings
-from tests.control_support import control_settings, plain_worker, send_events
+from tests.control_support import plain_worker, send_events
 from tests.helpers import Processes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -61,18 +59,6 @@ def _browse(tmp_path: Path, url: str, *action: str, timeout: float = 60) -> str:
     return out.decode(errors="replace")
 
 
-@pytest.fixture
-def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    return control_settings(stack_settings, tmp_path)
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Celery]:
-    celery_app = create_app(settings)
-    yield celery_app
-    celery_app.close()
-
-
 def test_flower_lists_the_client_queues_and_their_workers(
         settings: Settings, processes: Processes, app: Celery, client_ids: list[str],
         tmp_path: Path) -> None:
@@ -100,9 +86,13 @@ def test_flower_lists_the_client_queues_and_their_workers(
         except OSError:
             return ""  # not serving yet
 
-    # Flower learns the workers from their events and its inspect calls.
+    # Flower learns the workers from their events and its inspect calls, and the queues
+    # of its Broker page from the workers' replies (each asked with a 1 s timeout, which
+    # a loaded machine can miss: the page is asked again until it lists them).
     wait_for(lambda: all(f"{name}@" in page("/workers") for name in workers), timeout=30,
              what="Flower listing both workers")
+    wait_for(lambda: all(f"client.{client}" in page("/broker") for client in clients),
+             timeout=30, what="Flower's Broker page listing both client queues")
     ARTIFACTS.mkdir(exist_ok=True)
 
     broker_dom = _browse(tmp_path, base + "/broker", "--dump-dom")
