@@ -27,7 +27,7 @@ BUILDERS: list[Builder] = [
     *(lambda s, flag=flag: cypher_state.tombstone_resources(s, flag) for flag in (True, False)),
     lambda s: cypher_state.retract_scheduling(s), lambda s: cypher_state.assert_scheduling(s),
     lambda s: cypher_state.retract_owners(s),
-    *(lambda s, label=label: cypher_state.assert_owners(s, label) for label in LABELS),
+    lambda s: cypher_state.assert_owners(s),
     *(lambda s, flag=flag: cypher_state.service_selection(s, flag) for flag in (True, False)),
     *(lambda s, flag=flag: cypher_state.pod_selection(s, flag) for flag in (True, False)),
     lambda s: cypher_state.upsert_containers(s), lambda s: cypher_state.mark_snapshot(s),

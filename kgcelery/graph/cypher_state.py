@@ -18,7 +18,6 @@ from kgcelery.graph.cypher import (
     Scope,
     checked_relationship,
     link_namespace,
-    merge_object,
     namespace_each,
     when,
 )
@@ -107,12 +106,12 @@ def retract_scheduling(scope: Scope) -> str:
 
 @lru_cache(maxsize=8)
 def assert_scheduling(scope: Scope) -> str:
-    """``(Pod)-[:SCHEDULED_ON]->(Node)`` from the pod's current state; the node is
-    merged whatever the row's age (node existence does not depend on arrival order)."""
+    """``(Pod)-[:SCHEDULED_ON]->(Node)`` from the pod's current state. The nodes are
+    merged before, once per node and whatever the row's age (``writer.merge_objects``):
+    merging a node once per pod row was most of this statement."""
     return (
-        f"UNWIND $rows AS r MERGE {scope.object_key('x', 'Node', 'r.node_id')} "
-        "ON CREATE SET x.kind = 'Node', x.name = r.node, x.namespace = '' "
-        f"WITH r, x MATCH {scope.key('n', RESOURCE, 'r.id')} "
+        f"UNWIND $rows AS r MATCH {scope.key('x', RESOURCE, 'r.node_id')} "
+        f"MATCH {scope.key('n', RESOURCE, 'r.id')} "
         "WITH x, n, n.v = r.v AS current WHERE current "
         f"MERGE (n)-[e:SCHEDULED_ON]->(x) {_ASSERT}")
 
@@ -123,13 +122,13 @@ def retract_owners(scope: Scope) -> str:
             f"MATCH (o)-[e:OWNS]->(n) WHERE e.spec AND NOT o.id IN r.owner_ids {_RETRACT}")
 
 
-@lru_cache(maxsize=64)
-def assert_owners(scope: Scope, owner_label: str) -> str:
-    """``(owner)-[:OWNS]->(owned)`` from ownerReferences of the current state."""
+@lru_cache(maxsize=8)
+def assert_owners(scope: Scope) -> str:
+    """``(owner)-[:OWNS]->(owned)`` from ownerReferences of the current state; the owners
+    are merged before, once per owner (``writer.merge_objects``)."""
     return (
-        f"UNWIND $rows AS r {merge_object(scope, 'o', 'owner_', owner_label)} "
-        f"{namespace_each(scope, 'o', 'r.owner_namespace')} "
-        f"WITH r, o MATCH {scope.key('n', RESOURCE, 'r.id')} "
+        f"UNWIND $rows AS r MATCH {scope.key('o', RESOURCE, 'r.owner_id')} "
+        f"MATCH {scope.key('n', RESOURCE, 'r.id')} "
         "WITH o, n, n.v = r.v AS current WHERE current "
         f"MERGE (o)-[e:OWNS]->(n) {_ASSERT}")
 

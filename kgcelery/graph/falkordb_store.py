@@ -136,3 +136,6 @@ class FalkorDBStore(GraphStore):
 
     def close(self) -> None:
         self._db.close()
+        # FalkorDB.from_url hands its client a pool it does not own, so close() leaves
+        # the pool's sockets open.
+        self._db.connection.connection_pool.disconnect()

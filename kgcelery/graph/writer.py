@@ -81,21 +81,23 @@ def objects_by_label(pairs: Iterable[tuple[str, Row]]) -> dict[str, list[Row]]:
     return grouped
 
 
-def _merge_objects(store: GraphStore, client_id: str,
-                   pairs: Iterable[tuple[str, Row]]) -> list[str]:
-    """MERGE the objects signals are about; return the uids this gave them.
+def merge_objects(store: GraphStore, client_id: str, pairs: Iterable[tuple[str, Row]], *,
+                  remembered: bool = True) -> list[str]:
+    """MERGE the objects (label, ``object_ref`` row) that signals or edges name; return
+    the uids this gave them.
 
-    Most signals are about objects the graph already has: those this process knows of
-    (:mod:`kgcelery.graph.known`) are skipped, one read finds the rest, and only new
-    objects (with their namespace) and newer uids are written; rewriting known objects
-    was half the cost of writing events. The writes re-check what they change.
+    Most are objects the graph already has: those this process knows of
+    (:mod:`kgcelery.graph.known`; not with ``remembered=False``, for callers that do
+    not count what their statements match) are skipped, one read finds the rest, and
+    only new objects (with their namespace) and newer uids are written; rewriting known
+    objects was half the cost of writing events. The writes re-check what they change.
     """
     scope = scope_of(store)
     known = store.known_objects
     changed: list[str] = []
     for label, rows in sorted(objects_by_label(pairs).items()):
-        rows = [row for row in rows
-                if not known.covers(client_id, row["object_id"], row["object_uid_v"])]
+        rows = [row for row in rows if not remembered
+                or not known.covers(client_id, row["object_id"], row["object_uid_v"])]
         stale: dict[str, bool] = {}
         for start in range(0, len(rows), store.batch_rows):
             keys = [{"object_id": row["object_id"], "object_uid_v": row["object_uid_v"]}
@@ -129,11 +131,11 @@ def _write_about_objects(store: GraphStore, client_id: str, pairs: Sequence[tupl
     A short count means an object this process took as known is not there (the graph
     was dropped or restored behind its back): forget the client and write again.
     """
-    uids = _merge_objects(store, client_id, pairs)
+    uids = merge_objects(store, client_id, pairs)
     if _matched(store, client_id, query, rows) == len(rows):
         return uids
     store.known_objects.forget(client_id)
-    uids += _merge_objects(store, client_id, pairs)
+    uids += merge_objects(store, client_id, pairs)
     if _matched(store, client_id, query, rows) != len(rows):
         raise GraphUnavailableError(
             f"objects of client {client_id!r} vanished while signals about them were written")

@@ -21,7 +21,15 @@ from kgcelery.graph.model import (
     parse_object_id,
     placeholder_id,
 )
-from kgcelery.graph.writer import Row, adopt_placeholders, fold, run_chunks, scope_of
+from kgcelery.graph.writer import (
+    Row,
+    adopt_placeholders,
+    fold,
+    merge_objects,
+    run_chunks,
+    scope_of,
+)
+from kgcelery.normalize.common import object_ref
 from kgcelery.normalize.resources import DELETE, TOMBSTONE, UPSERT, ResourceRecord
 from kgcelery.normalize.topology import EdgeRecord, EndpointRef, SnapshotRecord
 
@@ -60,22 +68,27 @@ def _implied(store: GraphStore, client_id: str, current: list[ResourceRecord]) -
     scope = scope_of(store)
     pods = [r for r in current if r.kind == "Pod"]
     services = [r for r in current if r.kind == "Service"]
+    scheduled = [p for p in pods if p.node]
+    owned = [(r, owner) for r in current for owner in r.owners]
+    # The nodes and owners first, once each (their uids: the newest wins), then the
+    # edges: the objects exist whatever the age of the rows that name them.
+    merge_objects(store, client_id, [
+        *((label_for("Node"),
+           object_ref(object_id("Node", None, p.node), "Node", "", p.node, "", p.at))
+          for p in scheduled),
+        *((label_for(o.kind), object_ref(o.id, o.kind, o.namespace, o.name, o.uid, r.at))
+          for r, o in owned)], remembered=False)
     if pods:
         run_chunks(store, client_id, cypher_state.retract_scheduling(scope),
                    [{"id": p.id, "v": p.v, "node_id": object_id("Node", None, p.node)
                      if p.node else ""} for p in pods])
         run_chunks(store, client_id, cypher_state.assert_scheduling(scope),
-                   [{"id": p.id, "v": p.v, "node": p.node,
-                     "node_id": object_id("Node", None, p.node)} for p in pods if p.node])
+                   [{"id": p.id, "v": p.v, "node_id": object_id("Node", None, p.node)}
+                    for p in scheduled])
     run_chunks(store, client_id, cypher_state.retract_owners(scope),
                [{"id": r.id, "v": r.v, "owner_ids": [o.id for o in r.owners]} for r in current])
-    owners: dict[str, list[Row]] = defaultdict(list)
-    for record in current:
-        for owner in record.owners:
-            owners[label_for(owner.kind)].append({"id": record.id, "v": record.v,
-                                                  **owner.row(record.at)})
-    for label, rows in sorted(owners.items()):
-        run_chunks(store, client_id, cypher_state.assert_owners(scope, label), rows)
+    run_chunks(store, client_id, cypher_state.assert_owners(scope),
+               [{"id": r.id, "v": r.v, "owner_id": o.id} for r, o in owned])
     for records, query in ((services, cypher_state.service_selection),
                            (pods, cypher_state.pod_selection)):
         if records:

@@ -33,7 +33,6 @@ from kgcelery.normalize.common import (
     RANK_DELETE,
     RANK_UPSERT,
     filled,
-    object_ref,
     optional_int,
     pairs,
     text,
@@ -80,10 +79,6 @@ class OwnerRef:
     namespace: str
     name: str
     uid: str
-
-    def row(self, seen: float | None) -> dict[str, Any]:
-        return object_ref(self.id, self.kind, self.namespace, self.name, self.uid, seen,
-                          prefix="owner_")
 
 
 @dataclass(frozen=True, slots=True)
