@@ -5,7 +5,9 @@ graph each time which of them exist was an eighth of writing an event. Objects a
 deleted and their ``uid_v`` only grows, so "this object exists with at least this
 ``uid_v``" stays true, unless the whole graph is dropped or restored behind this
 process's back: the statements that rely on it count what they matched, and a short
-count makes the writer forget the client and ask the graph again.
+count makes the writer forget the client and ask the graph again. (A graph restored
+from an older backup has every object but perhaps older uids; restart the workers
+after a restore so that they ask again.)
 """
 
 from __future__ import annotations
