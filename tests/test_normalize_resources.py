@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
+from kgcelery.normalize.objects import newest_time
 from kgcelery.normalize.resources import DELETE, TOMBSTONE, UPSERT, normalize_resource
 from kgcelery.normalize.timeparse import to_epoch
 
@@ -173,3 +174,24 @@ def test_unrecognized_resources_are_rejected(value: Any, entity: str, reason: st
     with pytest.raises(RejectedRecordError) as info:
         normalize_resource(value, entity)
     assert info.value.reason == reason
+
+
+def test_the_newest_time_of_an_object_skips_spec_annotations_and_deep_nesting() -> None:
+    def at(minute: int) -> str:
+        return f"2026-01-12T15:{minute:02d}:00Z"
+
+    deep: dict[str, Any] = {"creationTimestamp": at(59)}
+    for _ in range(6):  # seven levels below the object: too deep to be its state
+        deep = {"nested": deep}
+    obj = {"metadata": {"creationTimestamp": at(1), "annotations": {"time": at(50)}},
+           "spec": {"template": {"metadata": {"creationTimestamp": at(40)}}},
+           "status": {"conditions": [{"lastTransitionTime": at(3)}, "text", 7,
+                                     {"lastProbeTime": "garbage"}],
+                      "containerStatuses": [{"state": {"running": {"startedAt": at(5)}}}]},
+           "deep": deep}
+    assert newest_time(obj) == to_epoch(at(5))
+    assert newest_time({"kind": "Pod"}) is None
+    six_deep: dict[str, Any] = {"startedAt": at(58)}
+    for _ in range(5):
+        six_deep = {"nested": six_deep}
+    assert newest_time({"deep": six_deep}) == to_epoch(at(58))

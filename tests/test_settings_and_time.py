@@ -71,6 +71,8 @@ def test_first_epoch_skips_garbage_and_iso_round_trips() -> None:
     assert iso(None) == ""
     with pytest.raises(ValueError):
         to_epoch("yesterday")
+    with pytest.raises(ValueError):  # text is cached, errors are not: raised every time
+        to_epoch("yesterday")
 
 
 @pytest.mark.parametrize(("now", "seen", "ttl", "expired"), [

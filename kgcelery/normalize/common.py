@@ -15,6 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 #: Version ranks: absent from a complete snapshot < updated < deleted, at equal times.
 RANK_ABSENT, RANK_UPSERT, RANK_DELETE = 0, 1, 2
 
@@ -68,10 +70,20 @@ def digest(content: Any, length: int = 12) -> str:
     """A short hash of any JSON-able content, the same in every process (unlike
     ``hash()``); a flat list of scalars takes a faster path than JSON."""
     if isinstance(content, list | tuple) and all(isinstance(x, _SCALARS) for x in content):
-        encoded = "\x1f".join(map(repr, content))
+        encoded = "\x1f".join(map(repr, content)).encode()
+    elif isinstance(content, dict | list | tuple):
+        # An observation's content (version tie-breaks): orjson, 10x sooner than json.
+        try:
+            encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
+        except (orjson.JSONEncodeError, TypeError):  # big integers, non-str keys
+            encoded = _json_text(content).encode()
     else:
-        encoded = json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha1(encoded.encode()).hexdigest()[:length]
+        encoded = _json_text(content).encode()
+    return hashlib.sha1(encoded).hexdigest()[:length]
+
+
+def _json_text(content: Any) -> str:
+    return json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
 
 
 def version(at: float | None, resource_version: Any = None, *, rank: int = RANK_UPSERT,

@@ -6,7 +6,6 @@ Pure functions over the JSON the API server returns; :mod:`.resources` calls the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +20,10 @@ CONTAINER_DEFAULTS: dict[str, Any] = {
     "started_at": 0.0, "last_termination_reason": "", "last_exit_code": 0,
     "last_terminated_at": 0.0, "init": False}
 
-_TIME_FIELDS = ("lastTransitionTime", "lastUpdateTime", "lastProbeTime", "lastHeartbeatTime",
-                "startedAt", "finishedAt", "time", "startTime", "lastScheduleTime",
-                "creationTimestamp", "deletionTimestamp", "completionTime")
+_TIME_FIELDS = frozenset((
+    "lastTransitionTime", "lastUpdateTime", "lastProbeTime", "lastHeartbeatTime", "startedAt",
+    "finishedAt", "time", "startTime", "lastScheduleTime", "creationTimestamp",
+    "deletionTimestamp", "completionTime"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,26 +43,26 @@ class ContainerRecord:
                 "props": filled(self.props, CONTAINER_DEFAULTS)}
 
 
-def _times(node: Any, depth: int = 0) -> Iterator[float]:
-    if depth > 6:
-        return
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _TIME_FIELDS and isinstance(value, str):
-                parsed = first_epoch(value)
-                if parsed is not None:
-                    yield parsed
-            elif isinstance(value, dict | list) and key not in ("spec", "annotations"):
-                yield from _times(value, depth + 1)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _times(item, depth + 1)
-
-
 def newest_time(obj: dict[str, Any]) -> float | None:
     """The newest timestamp a full object contains: when it was observed, at the latest
-    (the API server does not say when a GET happened)."""
-    return max(_times(obj), default=None)
+    (the API server does not say when a GET happened). Walked with a stack, not
+    recursive generators: this walk was a third of normalizing a resource."""
+    newest: float | None = None
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _TIME_FIELDS and isinstance(value, str):
+                    parsed = first_epoch(value)
+                    if parsed is not None and (newest is None or parsed > newest):
+                        newest = parsed
+                elif (isinstance(value, dict | list) and depth < 6
+                      and key not in ("spec", "annotations")):
+                    stack.append((value, depth + 1))
+        elif depth < 6:
+            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
+    return newest
 
 
 def _termination(status: dict[str, Any]) -> tuple[dict[str, Any], float]:

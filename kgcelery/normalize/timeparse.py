@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
@@ -26,10 +27,20 @@ def to_epoch(value: Any) -> float | None:
         return number if number > 0 else None
     if not isinstance(value, str):
         raise ValueError(f"not a timestamp: {value!r}")
+    return _text_epoch(value)
+
+
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+@lru_cache(maxsize=8192)
+def _text_epoch(value: str) -> float | None:
+    """:func:`to_epoch` of text; cached, because an object repeats its few times in
+    many fields (a ValueError is not cached: it is raised again)."""
     text = value.strip()
     if text.startswith(_ZERO_YEARS):
         return None
-    if re.fullmatch(r"\d+(\.\d+)?", text):
+    if _NUMBER.fullmatch(text):
         return to_epoch(float(text))
     text = _FRACTION.sub(r"\1", text.replace(" ", "T", 1))
     if text.endswith(("Z", "z")):
