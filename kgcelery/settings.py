@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=600, ge=5)
     task_time_limit_s: int = Field(default=300, ge=1)
     worker_concurrency: int = Field(default=1, ge=1)
+    #: CPU niceness of the workers the local scaler starts (``kgcelery up``): on one
+    #: host the bridge, which every client's records pass, goes before bulk graph work.
+    worker_nice: int = Field(default=5, ge=0, le=19)
 
     graph_backend: Literal["falkordb", "neo4j"] = "falkordb"
     graph_uri: str = ""

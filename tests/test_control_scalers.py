@@ -21,6 +21,7 @@ from kgcelery.clients import queue_for
 from kgcelery.control.observe import active_queues
 from kgcelery.control.scalers.fleet import FleetScaler
 from kgcelery.control.scalers.k8s import KubernetesScaler, Templates, name_for
+from kgcelery.control.scalers.local import worker_argv
 from kgcelery.embedded.stack import free_port
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
@@ -88,6 +89,15 @@ def k8s_settings() -> Settings:
     return Settings(kubernetes_template_dir=DEPLOY, kubernetes_namespace="kg",
                     kubernetes_worker_image="registry.example/kgcelery:1.2",
                     broker_url="redis://redis.kg.svc:6379/2", scale_max_workers=5)
+
+
+def test_local_workers_run_below_the_bridges_cpu_priority() -> None:
+    niced = worker_argv("af-9", 2, Settings(worker_nice=5))
+    assert niced[:4] == ["nice", "-n", "5", sys.executable]
+    assert niced[niced.index("-Q") + 1] == "client.af-9" and "af-9-2@%h" in niced
+    assert worker_argv("af-9", 2, Settings(worker_nice=0))[0] == sys.executable
+    with pytest.raises(ValueError):
+        Settings(worker_nice=20)
 
 
 def test_rendered_deployment_is_a_valid_worker_of_one_client(k8s_settings: Settings) -> None:

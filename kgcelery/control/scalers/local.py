@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def worker_argv(client_id: str, index: int, settings: Settings) -> list[str]:
-    """The command line of one worker of a client."""
-    return [sys.executable, "-m", "celery", "-A", "kgcelery.app", "worker",
+    """The command line of one worker of a client, at ``KGCELERY_WORKER_NICE``: on two
+    cores, a loud client's workers at the bridge's priority pushed the quiet clients'
+    p99 latency to 2.1 s once in six runs; niced by 5, 1.0-1.1 s (docs/BENCHMARKS.md)."""
+    nice = ["nice", "-n", str(settings.worker_nice)] if settings.worker_nice else []
+    return [*nice, sys.executable, "-m", "celery", "-A", "kgcelery.app", "worker",
             "-Q", queue_for(client_id), "-n", f"{client_id}-{index}@%h",
             "--concurrency", str(settings.worker_concurrency), "--loglevel", "INFO",
             "--without-mingle", "--without-gossip"]
