@@ -94,6 +94,8 @@ class Settings(BaseSettings):
             be longer than TASK_TIME_LIMIT_S.
         TASK_TIME_LIMIT_S: hard time limit of one task (300 s).
         WORKER_CONCURRENCY: processes per client worker started by kgcelery (1).
+        WORKER_NICE: CPU niceness of the client workers the local scaler starts (5;
+            0-19): on one host the bridge goes first.
     Graph:
         GRAPH_BACKEND: ``falkordb`` (embedded default) or ``neo4j``.
         GRAPH_URI: ``redis://host:port`` for FalkorDB, ``bolt://`` / ``neo4j://`` for Neo4j.
