@@ -2,14 +2,18 @@
 
 The bridge carries each record's Kafka timestamp (the producer's create time, in ms)
 as the fifth element of its origin; a worker that has written a batch adds each
-record's age to ``kgcelery:latency:<client>`` (a hash bucket -> count). One pipeline
-per batch, so the cost is one Redis round trip per 500 records. Ages are measured
-against the producer's clock: on one host exact, across hosts as good as NTP.
+record's age to ``kgcelery:latency:<client>`` (a hash bucket -> count, since the
+start) and to ``kgcelery:latency:<client>:m<minute>`` (the same for one minute, kept 15
+minutes, for "lately": a backlog from before the workers started otherwise shows in
+the p99 for good). One pipeline per batch, so the cost is one Redis round trip per
+500 records. Ages are measured against the producer's clock: on one host exact,
+across hosts as good as NTP.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +26,7 @@ _FINE_MS = 25          # 25 ms buckets up to 5 s,
 _FINE_LIMIT_MS = 5000
 _COARSE_MS = 1000      # then 1 s buckets up to 10 minutes; beyond, one overflow bucket.
 _COARSE_LIMIT_MS = 600_000
+_MINUTE_TTL_S = 900
 
 
 def bucket_of(age_s: float) -> int:
@@ -58,7 +63,12 @@ def ages(origins: Iterable[Any], now_s: float) -> list[float]:
             if len(origin) > 4 and isinstance(origin[4], int | float) and origin[4] > 0]
 
 
-def record(client: redis.Redis, client_id: str, record_ages: Iterable[float]) -> None:
+def _minute_key(key: str, minute: int) -> str:
+    return f"{key}:m{minute}"
+
+
+def record(client: redis.Redis, client_id: str, record_ages: Iterable[float], *,
+           now_s: float | None = None) -> None:
     counts: dict[int, int] = {}
     for age in record_ages:
         bound = bucket_of(age)
@@ -67,11 +77,30 @@ def record(client: redis.Redis, client_id: str, record_ages: Iterable[float]) ->
         return
     pipe = client.pipeline(transaction=False)
     key = PREFIX + validate_client_id(client_id)
+    recent = _minute_key(key, int((time.time() if now_s is None else now_s) // 60))
     for bound, count in counts.items():
         pipe.hincrby(key, str(bound), count)
+        pipe.hincrby(recent, str(bound), count)
+    pipe.expire(recent, _MINUTE_TTL_S)
     pipe.execute()
 
 
-def histogram(client: redis.Redis, client_id: str) -> dict[int, int]:
-    raw = client.hgetall(PREFIX + validate_client_id(client_id))
-    return {int(k): int(v) for k, v in raw.items()}
+def histogram(client: redis.Redis, client_id: str, *, last_s: float | None = None,
+              now_s: float | None = None) -> dict[int, int]:
+    """Bucket -> count since the start, or over the last ``last_s`` seconds (whole
+    minutes, at most the 15 kept)."""
+    key = PREFIX + validate_client_id(client_id)
+    if last_s is None:
+        raw = [client.hgetall(key)]
+    else:
+        now_minute = int((time.time() if now_s is None else now_s) // 60)
+        first = now_minute - min(int(last_s // 60), _MINUTE_TTL_S // 60 - 1)
+        pipe = client.pipeline(transaction=False)
+        for minute in range(first, now_minute + 1):
+            pipe.hgetall(_minute_key(key, minute))
+        raw = pipe.execute()
+    merged: dict[int, int] = {}
+    for part in raw:
+        for bound, count in part.items():
+            merged[int(bound)] = merged.get(int(bound), 0) + int(count)
+    return merged

@@ -84,7 +84,7 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
     work = work_of(registry.redis, [r.client_id for r in records],
                    default_records_per_task=scaler.settings.batch_max_records)
     click.echo(f"[{stamp}] {'CLIENT':<18} {'STATE':<9} {'QUEUE':>6} {'FLIGHT':>6} "
-               f"{'WORKERS':>7} {'EVENTS':>7} {'OBJECTS':>8} {'P99':>6}")
+               f"{'WORKERS':>7} {'EVENTS':>7} {'OBJECTS':>8} {'P99/5m':>6}")
     for record in records:
         client = record.client_id
         desired = "-" if record.desired_workers is None else str(record.desired_workers)
@@ -99,8 +99,10 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
 
 
 def _p99(registry: Registry, client_id: str) -> str:
-    """Produce-to-graph latency p99 of a client so far (workers measure it)."""
-    p99 = latency.percentiles(latency.histogram(registry.redis, client_id), (99,)).get(99)
+    """Produce-to-graph latency p99 of a client over the last five minutes (workers
+    measure it); not since the start, where the backlog of a slow start would stay."""
+    p99 = latency.percentiles(latency.histogram(registry.redis, client_id, last_s=300),
+                              (99,)).get(99)
     return "-" if p99 is None else f"{p99:.2f}s"
 
 
