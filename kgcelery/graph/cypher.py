@@ -179,10 +179,12 @@ def update_object_uids(scope: Scope) -> str:
 #: An event's state fields: its newest observation's are kept.
 EVENT_PROPS = ("reason", "type", "message", "severity", "source_component", "source_host",
                "field_path", "namespace")
-#: The columns of an event row as :func:`write_events` reads it: a list, not a map, so
+#: The columns of an event row as :func:`write_events` reads it (its merged fields, then
+#: its state fields): a list, not a map, so
 #: that FalkorDB's parameters encode in one ``orjson`` call and parse sooner (events
 #: are most of what a worker writes).
-EVENT_COLUMNS = ("id", "v", "count", "first_seen", "last_seen", "object_id", *EVENT_PROPS)
+EVENT_FIELDS = ("id", "v", "count", "first_seen", "last_seen", "object_id")
+EVENT_COLUMNS = (*EVENT_FIELDS, *EVENT_PROPS)
 
 
 def event_column(name: str) -> str:

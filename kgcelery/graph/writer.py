@@ -39,11 +39,15 @@ def scope_of(store: GraphStore) -> Scope:
     return SHARED_GRAPH if store.client_key else OWN_GRAPH
 
 
-def run_chunks(store: GraphStore, client_id: str, query: str, rows: Sequence[Row],
-               **params: Any) -> None:
+def run_chunks(store: GraphStore, client_id: str, query: str, rows: Sequence[Any],
+               **params: Any) -> list[list[Any]]:
+    """``query`` over ``rows``, ``store.batch_rows`` at a time; the rows it returned."""
     size = store.batch_rows
+    returned: list[list[Any]] = []
     for start in range(0, len(rows), size):
-        store.run(client_id, query, {"rows": list(rows[start:start + size]), **params})
+        returned += store.run(client_id, query, {"rows": list(rows[start:start + size]),
+                                                 **params})
+    return returned
 
 
 def fold(rows: Iterable[Row], *, grow: Sequence[str] = (), shrink: Sequence[str] = (),
@@ -98,12 +102,10 @@ def merge_objects(store: GraphStore, client_id: str, pairs: Iterable[tuple[str, 
     for label, rows in sorted(objects_by_label(pairs).items()):
         rows = [row for row in rows if not remembered
                 or not known.covers(client_id, row["object_id"], row["object_uid_v"])]
-        stale: dict[str, bool] = {}
-        for start in range(0, len(rows), store.batch_rows):
-            keys = [{"object_id": row["object_id"], "object_uid_v": row["object_uid_v"]}
-                    for row in rows[start:start + store.batch_rows]]
-            stale.update((oid, bool(missing)) for oid, missing in store.run(
-                client_id, cypher.stale_objects(scope), {"rows": keys}))
+        keys = [{"object_id": row["object_id"], "object_uid_v": row["object_uid_v"]}
+                for row in rows]
+        stale = {oid: bool(missing) for oid, missing
+                 in run_chunks(store, client_id, cypher.stale_objects(scope), keys)}
         new = [row for row in rows if stale.get(row["object_id"]) is True]
         newer = [row for row in rows if stale.get(row["object_id"]) is False]
         run_chunks(store, client_id, cypher.merge_objects(scope, label), new)
@@ -114,13 +116,13 @@ def merge_objects(store: GraphStore, client_id: str, pairs: Iterable[tuple[str, 
     return changed
 
 
-_EVENT_HEAD = itemgetter(*cypher.EVENT_COLUMNS[:-len(cypher.EVENT_PROPS)])
+_EVENT_FIELDS = itemgetter(*cypher.EVENT_FIELDS)
 _EVENT_PROPS = itemgetter(*cypher.EVENT_PROPS)
 
 
 def event_columns(rows: Iterable[Row]) -> list[list[Any]]:
     """Event rows as the lists ``cypher.write_events`` reads (``cypher.EVENT_COLUMNS``)."""
-    return [[*_EVENT_HEAD(row), *_EVENT_PROPS(row["props"])] for row in rows]
+    return [[*_EVENT_FIELDS(row), *_EVENT_PROPS(row["props"])] for row in rows]
 
 
 def _write_about_objects(store: GraphStore, client_id: str, pairs: Sequence[tuple[str, Row]],
@@ -131,21 +133,18 @@ def _write_about_objects(store: GraphStore, client_id: str, pairs: Sequence[tupl
     A short count means an object this process took as known is not there (the graph
     was dropped or restored behind its back): forget the client and write again.
     """
+    def matched() -> int:
+        return sum(count for count, in run_chunks(store, client_id, query, rows))
+
     uids = merge_objects(store, client_id, pairs)
-    if _matched(store, client_id, query, rows) == len(rows):
+    if matched() == len(rows):
         return uids
     store.known_objects.forget(client_id)
     uids += merge_objects(store, client_id, pairs)
-    if _matched(store, client_id, query, rows) != len(rows):
+    if matched() != len(rows):
         raise GraphUnavailableError(
             f"objects of client {client_id!r} vanished while signals about them were written")
     return uids
-
-
-def _matched(store: GraphStore, client_id: str, query: str, rows: Sequence[Any]) -> int:
-    size = store.batch_rows
-    return sum(store.run(client_id, query, {"rows": list(rows[start:start + size])})[0][0]
-               for start in range(0, len(rows), size))
 
 
 def adopt_placeholders(store: GraphStore, client_id: str, uids: Iterable[str]) -> int:
