@@ -117,6 +117,8 @@ class Settings(BaseSettings):
         SCALE_GLOBAL_MAX_WORKERS / SCALE_COOLDOWN_S: the scaling policy defaults.
         SCALE_HYSTERESIS: how far (a fraction of a worker's target) the work must fall
             below a pool's capacity before the pool shrinks (0.2).
+        SCALE_IDLE_GRACE_S: a client with nothing queued or in flight for this long
+            holds no worker (300 s); its next records bring one back at the next run.
         DRAIN_GRACE_S: least time a stale or draining client stays so, with its queue
             empty, before it is retired; covers records still on their way (5 s).
         SCALER_BACKEND: how the reconciler acts: ``local`` (worker subprocesses on this
@@ -209,6 +211,7 @@ class Settings(BaseSettings):
     scale_global_max_workers: int = Field(default=16, ge=1)
     scale_cooldown_s: float = Field(default=30.0, ge=0)
     scale_hysteresis: float = Field(default=0.2, ge=0, lt=1)
+    scale_idle_grace_s: float = Field(default=300.0, ge=0)
     drain_grace_s: float = Field(default=5.0, ge=0)
     scaler_backend: Literal["local", "celery", "kubernetes"] = "local"
     reconcile_interval_s: float = Field(default=5.0, gt=0)

@@ -140,13 +140,78 @@ def test_global_max_favours_the_most_records_per_worker() -> None:
     assert {c: d.desired for c, d in decisions.items()} == {"big": 3, "small": 1}
 
 
-def test_floors_are_kept_even_above_the_global_max() -> None:
-    policy = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4, global_max=2)
+def test_the_global_max_is_a_budget_for_all_but_pins() -> None:
+    policy = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4, global_max=3)
     pools = {"a": Pool(records=5000), "b": Pool(state=STALE, records=5000),
-             "c": Pool(pinned=2), "d": Pool(state=RETIRED, records=100)}
+             "c": Pool(pinned=2), "d": Pool(state=RETIRED, records=100),
+             "e": Pool(records=0)}
     decisions = plan(pools, policy, NOW)
-    # a's minimum, b's drain worker and c's pin stand; nothing above them fits.
-    assert {c: d.desired for c, d in decisions.items()} == {"a": 1, "b": 1, "c": 2, "d": 0}
+    # c's pin stands (ops asked for it); one worker is left: a and b have work, e none,
+    # so a (first by id among equals) gets it and b waits for its turn.
+    assert {c: d.desired for c, d in decisions.items()} == {
+        "a": 1, "b": 0, "c": 2, "d": 0, "e": 0}
+    assert decisions["b"].reason == decisions["e"].reason == "global max 3"
+
+
+@pytest.mark.parametrize(("pool", "desired", "reason"), [
+    (Pool(records=0, desired=1, idle_since=NOW - 300), 0, "idle"),
+    (Pool(records=0, desired=1, idle_since=NOW - 299), 1, "policy: steady"),
+    (Pool(records=0, desired=None, idle_since=NOW - 3000), 0, "idle"),
+    (Pool(records=0, desired=0, idle_since=NOW - 3000), 0, "idle"),
+    # Records after idleness: a worker at once, whatever the cooldown.
+    (Pool(records=10, desired=0, changed_at=NOW - 1), 1, "policy: work arrived"),
+    (Pool(records=9000, desired=0, changed_at=NOW - 1), 4, "policy: work arrived"),
+    # Draining and pinned clients are not idled away.
+    (Pool(state=STALE, records=0, idle_since=NOW - 3000), 1, "stale: draining"),
+    (Pool(records=0, pinned=2, idle_since=NOW - 3000), 2, "pinned"),
+])
+def test_idle_clients_hold_no_worker(pool: Pool, desired: int, reason: str) -> None:
+    assert _one(pool) == Decision(desired, reason)
+
+
+def _rounds(pools: dict[str, Pool], policy: ScalingPolicy, *, rounds: int,
+            step: float) -> list[dict[str, Decision]]:
+    """Run plan() as beat does, feeding each decision back (records stay as they are)."""
+    history = []
+    now = NOW
+    for _ in range(rounds):
+        decisions = plan(pools, policy, now)
+        history.append(decisions)
+        for client_id, decision in decisions.items():
+            pool = pools[client_id]
+            changed = pool.desired != decision.desired
+            pools[client_id] = Pool(
+                records=pool.records, desired=decision.desired,
+                changed_at=now if changed else pool.changed_at,
+                idle_since=(pool.idle_since or now) if pool.records == 0 else None)
+        now += step
+    return history
+
+
+def test_200_busy_clients_share_a_budget_of_8_in_turns() -> None:
+    """Every client keeps having work: each still gets its turn, and a turn lasts at
+    least the cooldown (no worker is started and stopped at once)."""
+    policy = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4,
+                           global_max=8, cooldown_s=30, idle_grace_s=60)
+    pools = {f"c{i:03}": Pool(records=500 + 10 * i) for i in range(200)}
+    history = _rounds(pools, policy, rounds=25 * 3 + 3, step=10)
+    assert max(sum(d.desired for d in h.values()) for h in history) == 8
+    served = {c for h in history for c, d in h.items() if d.desired >= 1}
+    assert served == set(pools), f"{200 - len(served)} clients never got a worker"
+    for client_id in pools:
+        turns = [h[client_id].desired for h in history]
+        held = [n for n in "".join("1" if t else "0" for t in turns).split("0") if n]
+        assert all(len(run) >= 3 for run in held[:-1]), (client_id, turns)
+
+
+def test_200_idle_clients_hold_a_bounded_number_of_workers_then_none() -> None:
+    policy = ScalingPolicy(target_per_worker=1000, min_workers=1, max_workers=4,
+                           global_max=16, cooldown_s=30, idle_grace_s=60)
+    pools = {f"c{i:03}": Pool(records=0) for i in range(200)}
+    history = _rounds(pools, policy, rounds=12, step=10)
+    assert all(sum(d.desired for d in h.values()) <= 16 for h in history)
+    assert sum(d.desired for d in history[-1].values()) == 0
+    assert {d.reason for d in history[-1].values()} == {"idle"}
 
 
 def test_under_the_global_max_nothing_is_cut() -> None:

@@ -249,6 +249,30 @@ class Registry:
                                 "to": workers, "reason": reason, "at": now})
         return changed
 
+    def mark_idle(self, idle: Mapping[str, bool], *,
+                  now: float | None = None) -> dict[str, float | None]:
+        """Record which clients have no work; returns since when each has been idle
+        (None for those with work). Two round trips, whatever the number of clients."""
+        now = time.time() if now is None else now
+        clients = list(idle)
+        pipe = self.redis.pipeline()
+        for client_id in clients:
+            pipe.hget(client_key(client_id), "idle_since")
+        known = dict(zip(clients, pipe.execute(), strict=True))
+        since: dict[str, float | None] = {}
+        for client_id in clients:
+            if idle[client_id]:
+                value = _text(known[client_id])
+                since[client_id] = float(value) if value else now
+                if not value:
+                    pipe.hset(client_key(client_id), "idle_since", now)
+            else:
+                since[client_id] = None
+                if known[client_id] is not None:
+                    pipe.hdel(client_key(client_id), "idle_since")
+        pipe.execute()
+        return since
+
     def set_actual(self, counts: Mapping[str, int], *, now: float | None = None) -> None:
         """Record how many workers were seen consuming each client's queue."""
         now = time.time() if now is None else now

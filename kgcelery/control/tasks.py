@@ -37,7 +37,7 @@ def policy_of(s: Settings) -> ScalingPolicy:
     return ScalingPolicy(target_per_worker=s.scale_target_records_per_worker,
                          min_workers=s.scale_min_workers, max_workers=s.scale_max_workers,
                          global_max=s.scale_global_max_workers, cooldown_s=s.scale_cooldown_s,
-                         hysteresis=s.scale_hysteresis)
+                         hysteresis=s.scale_hysteresis, idle_grace_s=s.scale_idle_grace_s)
 
 
 @app.task(name="kgcelery.expire_stale_clients", ignore_result=True)
@@ -73,11 +73,13 @@ def scale_worker_pools() -> dict[str, int]:
     records = reg.all()
     work = work_of(reg.redis, [r.client_id for r in records],
                    default_records_per_task=settings.batch_max_records)
+    now = time.time()
+    idle_since = reg.mark_idle({r.client_id: work[r.client_id].backlog == 0 for r in records},
+                               now=now)
     pools = {r.client_id: Pool(state=r.state, records=work[r.client_id].records,
                                desired=r.desired_workers, changed_at=r.desired_at,
-                               pinned=r.pinned_workers)
+                               pinned=r.pinned_workers, idle_since=idle_since[r.client_id])
              for r in records}
-    now = time.time()
     decisions = plan(pools, policy_of(settings), now)
     # Expiry may have moved a client on meanwhile (e.g. retired it and stopped its
     # workers); a decision made for its old state waits for the next run.
