@@ -44,7 +44,7 @@ from common import (
 from confluent_kafka import Consumer
 
 from kgcelery import latency
-from kgcelery.control.queues import work_of
+from kgcelery.broker.redis_broker import work_of
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import worker_argv
 from kgcelery.embedded.process import ManagedProcess

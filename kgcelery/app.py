@@ -1,7 +1,7 @@
 """The Celery app: ``celery -A kgcelery.app worker -Q client.af-9`` works as written.
 
 Reliability defaults for this workload: a Redis transport that records a message as
-unacknowledged in the same step that takes it (:mod:`kgcelery.broker`), late acks and
+unacknowledged in the same step that takes it (:mod:`kgcelery.broker.transport`), late acks and
 reject-on-worker-lost (a worker killed mid-task leaves its task to be redelivered), no
 prefetch (a busy worker does not sit on tasks another could run), a visibility timeout
 longer than any task and a restore sweep that follows it closely, JSON only. A task for
@@ -14,7 +14,8 @@ from typing import Any
 
 from celery import Celery
 
-from kgcelery import broker, fastjson
+from kgcelery import fastjson
+from kgcelery.broker import transport
 from kgcelery.clients import CONTROL_QUEUE, queue_for
 from kgcelery.settings import Settings
 
@@ -48,7 +49,7 @@ def restore_interval(visibility_timeout_s: int) -> int:
 
 def create_app(settings: Settings) -> Celery:
     """A Celery app configured from ``settings``."""
-    broker.install()  # redis:// takes messages with kgcelery's transport
+    transport.install()  # redis:// takes messages with kgcelery's transport
     fastjson.install()  # and decodes them with orjson
     celery_app = Celery("kgcelery", include=["kgcelery.tasks", "kgcelery.control.tasks"])
     celery_app.conf.update(

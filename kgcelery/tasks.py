@@ -49,6 +49,7 @@ from kgcelery.errors import GraphUnavailableError, InvalidClientIdError, Rejecte
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.graph.writer import write_alerts, write_events, write_logs
 from kgcelery.graph.writer_state import write_resources, write_topology
+from kgcelery.kinds import TASK_FOR_KIND
 from kgcelery.normalize.alerts import normalize_alert
 from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import fold_logs, normalize_log
@@ -236,35 +237,35 @@ def _run(task: Task, kind: Kind, client_id: str, records: list[Any],
     return run_batch(task, kind, settings, store, dead_letters, client_id, records, origins)
 
 
-@app.task(name="kgcelery.ingest_events", **_OPTIONS)
+@app.task(name=TASK_FOR_KIND["event"], **_OPTIONS)
 def ingest_events(self: Task, client_id: str, records: list[Any],
                   origins: list[Origin] | None = None) -> dict[str, int]:
     """Kubernetes events -> Event nodes ABOUT their objects."""
     return _run(self, EVENTS, client_id, records, origins)
 
 
-@app.task(name="kgcelery.ingest_logs", **_OPTIONS)
+@app.task(name=TASK_FOR_KIND["log"], **_OPTIONS)
 def ingest_logs(self: Task, client_id: str, records: list[Any],
                 origins: list[Origin] | None = None) -> dict[str, int]:
     """Log records -> line counts and LogPattern nodes EMITTED by containers/pods."""
     return _run(self, LOGS, client_id, records, origins)
 
 
-@app.task(name="kgcelery.ingest_resources", **_OPTIONS)
+@app.task(name=TASK_FOR_KIND["resource"], **_OPTIONS)
 def ingest_resources(self: Task, client_id: str, records: list[Any],
                      origins: list[Origin] | None = None) -> dict[str, int]:
     """Resource state records, full objects and tombstones -> object nodes and edges."""
     return _run(self, RESOURCES, client_id, records, origins)
 
 
-@app.task(name="kgcelery.ingest_topology", **_OPTIONS)
+@app.task(name=TASK_FOR_KIND["topology"], **_OPTIONS)
 def ingest_topology(self: Task, client_id: str, records: list[Any],
                     origins: list[Origin] | None = None) -> dict[str, int]:
     """Topology edge records and cluster snapshots."""
     return _run(self, TOPOLOGY, client_id, records, origins)
 
 
-@app.task(name="kgcelery.ingest_alerts", **_OPTIONS)
+@app.task(name=TASK_FOR_KIND["alert"], **_OPTIONS)
 def ingest_alerts(self: Task, client_id: str, records: list[Any],
                   origins: list[Origin] | None = None) -> dict[str, int]:
     """Alertmanager webhook payloads or single alerts -> Alert nodes ABOUT objects."""

@@ -12,15 +12,16 @@ import logging
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import click
 import redis
 
 from kgcelery import latency
+from kgcelery.broker import open_broker
 from kgcelery.cli import stop_on_signals
 from kgcelery.clients import CONTROL_QUEUE
-from kgcelery.control.queues import work_of
 from kgcelery.control.reconciler import Reconciler
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
@@ -81,8 +82,9 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
     if not records:
         click.echo(f"[{stamp}] no clients registered yet")
         return
-    work = work_of(registry.redis, [r.client_id for r in records],
-                   default_records_per_task=scaler.settings.batch_max_records)
+    with closing(open_broker(None, scaler.settings.broker_url)) as broker:
+        work = broker.work_of([r.client_id for r in records],
+                              default_records_per_task=scaler.settings.batch_max_records)
     click.echo(f"[{stamp}] {'CLIENT':<18} {'STATE':<9} {'QUEUE':>6} {'FLIGHT':>6} "
                f"{'WORKERS':>7} {'EVENTS':>7} {'OBJECTS':>8} {'P99/5m':>6}")
     for record in records:

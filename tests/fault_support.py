@@ -25,8 +25,9 @@ from typing import Any
 import redis
 from confluent_kafka import Producer
 
+from kgcelery.broker.layout import UNACKED_KEY
+from kgcelery.broker.redis_broker import in_flight
 from kgcelery.clients import queue_for
-from kgcelery.control.queues import UNACKED_KEY, in_flight
 from kgcelery.dlq import read_letters
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import EmbeddedStack, Service, free_port

@@ -19,12 +19,11 @@ from kgcelery.app import create_app
 from kgcelery.clients import queue_for
 from kgcelery.graph import GraphStore
 from kgcelery.kafka import ensure_topics
+from kgcelery.kinds import TASK_FOR_KIND
 from kgcelery.settings import Settings
 from tests.helpers import Processes, wait_for
 
-TASKS = {"event": "kgcelery.ingest_events", "log": "kgcelery.ingest_logs",
-         "resource": "kgcelery.ingest_resources", "topology": "kgcelery.ingest_topology",
-         "alert": "kgcelery.ingest_alerts"}
+TASKS = TASK_FOR_KIND
 _workers = itertools.count(1)
 
 

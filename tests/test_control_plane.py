@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from celery import Celery
 
-from kgcelery.control.queues import work_of
+from kgcelery.broker.redis_broker import work_of
 from kgcelery.control.registry import ACTIVE, DRAINING, RETIRED, STALE, Registry
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings

@@ -20,7 +20,7 @@ import pytest
 import redis
 from celery import Celery
 
-from kgcelery.control.queues import in_flight, queue_depth
+from kgcelery.broker.redis_broker import in_flight, queue_depth
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
 from tests.control_support import control_settings, event_count, plain_worker, send_events

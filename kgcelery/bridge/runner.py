@@ -25,14 +25,14 @@ from kgcelery.bridge.control_records import apply_heartbeat, apply_registry
 from kgcelery.bridge.guard import DeadLetterGuard
 from kgcelery.bridge.metrics import BridgeMetrics, publish_snapshot
 from kgcelery.bridge.offsets import OffsetTracker
-from kgcelery.bridge.publisher import TASK_FOR_KIND, make_publisher
 from kgcelery.bridge.quota import QueueQuota
 from kgcelery.bridge.routing import classify
-from kgcelery.control.queues import queue_depth
+from kgcelery.broker import open_broker
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import RejectedRecordError
 from kgcelery.kafka import consumer_config
+from kgcelery.kinds import TASK_FOR_KIND
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Bridge:
         self.control_topics = frozenset(t for t, k in self.kinds.items() if k in CONTROL_KINDS)
         self.registry = registry
         self.registered = RegisteredClients(registry, settings.registry_refresh_s)
-        self.publisher = make_publisher(app, settings.broker_url)
+        self.publisher = open_broker(app, settings.broker_url)
         self.dead_letters = dead_letters or DeadLetterWriter(settings, settings.dlq_raw_topic)
         self.consumer = consumer or Consumer(consumer_config(settings))
         self.batcher = Batcher(max_records=settings.batch_max_records,
@@ -105,7 +105,7 @@ class Bridge:
         self.metrics = metrics or BridgeMetrics()
         self.guard = DeadLetterGuard(max_ratio=settings.dlq_guard_ratio,
                                      window=settings.dlq_guard_window)
-        self.quota = QueueQuota(lambda client: queue_depth(registry.redis, client),
+        self.quota = QueueQuota(self.publisher.queue_depth,
                                 ceiling=settings.client_queue_ceiling,
                                 hard_limit=settings.client_queue_hard_limit)
         self._undelivered: list[Batch] = []

@@ -48,13 +48,15 @@ def clients(as_json: bool, history: int, no_inspect: bool) -> None:
     plain 'celery -A kgcelery.app worker -Q client.<id>' started by hand anywhere.
     """
     from kgcelery.app import create_app
+    from kgcelery.broker import open_broker
     from kgcelery.control.observe import observe
 
     settings = load_settings()
     app = None if no_inspect else create_app(settings)
-    with closing(_registry()) as registry:
+    with closing(_registry()) as registry, closing(open_broker(app, settings.broker_url)) \
+            as broker:
         try:
-            rows = observe(registry, app, inspect_timeout=settings.inspect_timeout_s,
+            rows = observe(registry, broker, app, inspect_timeout=settings.inspect_timeout_s,
                            records_per_task=settings.batch_max_records)
         finally:
             if app is not None:
@@ -141,12 +143,13 @@ def retire(client_id: str, force: bool) -> None:
     queued stay in Redis (not lost); they are worked off if the client registers again.
     Prefer 'kgcelery drain', which waits for the queue. The graph is kept.
     """
-    from kgcelery.control.queues import work_of
+    from kgcelery.broker import open_broker
 
     validate_client_id(client_id)
-    with closing(_registry()) as registry:
+    with closing(_registry()) as registry, \
+            closing(open_broker(None, load_settings().broker_url)) as broker:
         registry.require(client_id)
-        work = work_of(registry.redis, [client_id], default_records_per_task=1)[client_id]
+        work = broker.work_of([client_id], default_records_per_task=1)[client_id]
         if work.backlog and not force:
             raise KgceleryError(f"{client_id} still has {work.queued} tasks queued and "
                                 f"{work.in_flight} in flight; 'kgcelery drain {client_id}' "

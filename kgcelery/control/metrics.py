@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kgcelery.broker import open_broker
 from kgcelery.control.observe import observe
 from kgcelery.control.registry import STATES, Registry
 from kgcelery.settings import Settings
@@ -31,6 +32,7 @@ class ControlCollector(Collector):
     def __init__(self, settings: Settings, registry: Registry) -> None:
         self.settings = settings
         self.registry = registry
+        self.broker = open_broker(None, settings.broker_url)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         def family(name: str, text: str, labels: tuple[str, ...] = ("client",)
@@ -47,7 +49,7 @@ class ControlCollector(Collector):
                        ("client", "state"))
         age = family("heartbeat_age_seconds", "Seconds since the last heartbeat")
         try:
-            rows = observe(self.registry, None, inspect_timeout=0,
+            rows = observe(self.registry, self.broker, None, inspect_timeout=0,
                            records_per_task=self.settings.batch_max_records)
         except Exception:
             log.exception("could not read the registry for metrics")

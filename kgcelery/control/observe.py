@@ -16,8 +16,8 @@ from typing import Any
 
 from celery import Celery
 
+from kgcelery.broker import QueueWork, TaskBroker
 from kgcelery.clients import client_of_queue
-from kgcelery.control.queues import QueueWork, work_of
 from kgcelery.control.registry import ClientRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -77,16 +77,16 @@ def view(record: ClientRecord, work: QueueWork, workers: list[str] | None,
         workers=workers or [], pin=record.pinned_workers, reason=record.desired_reason)
 
 
-def observe(registry: Registry, app: Celery | None, *, inspect_timeout: float,
-            records_per_task: int) -> list[ClientView]:
+def observe(registry: Registry, broker: TaskBroker, app: Celery | None, *,
+            inspect_timeout: float, records_per_task: int) -> list[ClientView]:
     """Every registered client as it is now.
 
     :param app: used to ask the workers; None reads the actual workers that beat last
         recorded instead (fast, but up to one scaling period old).
     """
     records = registry.all()
-    work = work_of(registry.redis, [r.client_id for r in records],
-                   default_records_per_task=records_per_task)
+    work = broker.work_of([r.client_id for r in records],
+                          default_records_per_task=records_per_task)
     consumers: dict[str, list[str]] | None = None
     if app is not None:
         try:

@@ -12,10 +12,10 @@ import logging
 import time
 
 from kgcelery.app import app, settings
+from kgcelery.broker import TaskBroker, open_broker
 from kgcelery.control.expiry import next_state
 from kgcelery.control.observe import active_queues, consumers_per_client
 from kgcelery.control.policy import Pool, ScalingPolicy, plan
-from kgcelery.control.queues import work_of
 from kgcelery.control.reconciler import Reconciler, make_scaler
 from kgcelery.control.registry import RETIRED, Registry
 from kgcelery.settings import Settings
@@ -23,6 +23,7 @@ from kgcelery.settings import Settings
 log = logging.getLogger(__name__)
 
 _registry: Registry | None = None
+_broker: TaskBroker | None = None
 
 
 def registry() -> Registry:
@@ -31,6 +32,14 @@ def registry() -> Registry:
     if _registry is None:
         _registry = Registry.from_url(settings.registry_url)
     return _registry
+
+
+def broker() -> TaskBroker:
+    """The broker of this worker process, read for queue depths and tasks in flight."""
+    global _broker
+    if _broker is None:
+        _broker = open_broker(app, settings.broker_url)
+    return _broker
 
 
 def policy_of(s: Settings) -> ScalingPolicy:
@@ -46,8 +55,8 @@ def expire_stale_clients() -> list[str]:
     reg = registry()
     records = reg.all()
     registered = reg.registered_ids()
-    work = work_of(reg.redis, [r.client_id for r in records],
-                   default_records_per_task=settings.batch_max_records)
+    work = broker().work_of([r.client_id for r in records],
+                            default_records_per_task=settings.batch_max_records)
     now = time.time()
     changes = []
     for record in records:
@@ -71,8 +80,8 @@ def scale_worker_pools() -> dict[str, int]:
     """Decide the desired workers of every client; record the workers seen too."""
     reg = registry()
     records = reg.all()
-    work = work_of(reg.redis, [r.client_id for r in records],
-                   default_records_per_task=settings.batch_max_records)
+    work = broker().work_of([r.client_id for r in records],
+                            default_records_per_task=settings.batch_max_records)
     now = time.time()
     idle_since = reg.mark_idle({r.client_id: work[r.client_id].backlog == 0 for r in records},
                                now=now)

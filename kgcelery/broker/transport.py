@@ -28,52 +28,17 @@ from kombu.transport import TRANSPORT_ALIASES, _transport_cache, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
+from kgcelery.broker.layout import IN_FLIGHT_KEY, load_script
 from kgcelery.fastjson import loads
 
-# KEYS: unacked hash, unacked index, then the queues in the order to take from; ARGV:
-# for each queue, '1' to record what is taken from it ('0': consumed without acks, such
-# as Celery's reply queues, which kombu never records either).
-# Returns {queue, message, tag, a queue that is not empty or ''} or false. The stored
-# value is kombu's [message, exchange, routing_key] (``QoS.append``), built around the
-# message's own JSON so that nothing is decoded; a message without a tag is returned
-# unrecorded (tag ''), and kombu records it the usual way. The score is the server's
-# time, as kombu's client time would be.
-_TAKE = """
-for i = 3, #KEYS do
-  local message = redis.call('RPOP', KEYS[i])
-  if message then
-    -- kombu writes the properties last: searching the tail, not the ~1 MB body, makes
-    -- the take 4x cheaper. Found nowhere (another layout): kombu records it as usual.
-    local tail = string.sub(message, -2048)
-    local tag = ARGV[i - 2] == '1' and string.match(tail, '"delivery_tag":%s*"([^"]+)"')
-    local info = string.match(tail, '"delivery_info":%s*(%b{})')
-    local exchange = info and string.match(info, '"exchange":%s*"([^"]*)"')
-    local routing_key = info and string.match(info, '"routing_key":%s*"([^"]*)"')
-    if tag and exchange and routing_key then
-      local now = redis.call('TIME')
-      redis.call('ZADD', KEYS[2], tonumber(now[1]) + tonumber(now[2]) / 1000000, tag)
-      redis.call('HSET', KEYS[1], tag,
-                 '[' .. message .. ',"' .. exchange .. '","' .. routing_key .. '"]')
-    else
-      tag = ''
-    end
-    -- A queue that still has messages: the next wait is on it, so it returns at once.
-    local ready = ''
-    for j = 3, #KEYS do
-      if redis.call('LLEN', KEYS[j]) > 0 then
-        ready = KEYS[j]
-        break
-      end
-    end
-    return {KEYS[i], message, tag, ready}
-  end
-end
-return false
-"""
+#: Pops a message and records it as unacknowledged in one step (lua/take.lua).
+TAKE = load_script("take")
 
 
 class QoS(kombu_redis.QoS):
-    """kombu's QoS, minus the ``unacked`` write for messages the script recorded."""
+    """kombu's QoS, minus the ``unacked`` write for messages the script recorded, and
+    with the in-flight index entry removed wherever kombu removes the message from
+    ``unacked`` (ack, reject, restore)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,9 +51,13 @@ class QoS(kombu_redis.QoS):
             return
         super().append(message, delivery_tag)
 
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        return super()._remove_from_indices(delivery_tag, pipe).hdel(IN_FLIGHT_KEY,
+                                                                     delivery_tag)
+
 
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel, taking messages with :data:`_TAKE` instead of ``BRPOP``."""
+    """kombu's Redis channel, taking messages with :data:`TAKE` instead of ``BRPOP``."""
 
     QoS = QoS
     # kombu declares it as None at class level; it holds the connection of the poll.
@@ -132,8 +101,8 @@ class Channel(kombu_redis.Channel):
         # all of them, so a message elsewhere waits at most one poll timeout (1 s).
         watched = self._ready_key if self._ready_key in keys else keys[0]
         wait = ("BLMOVE", watched, watched, "RIGHT", "RIGHT", timeout)
-        take = ("EVAL", _TAKE, len(keys) + 2, self.unacked_key, self.unacked_index_key,
-                *keys, *record)
+        take = ("EVAL", TAKE, len(keys) + 3, self.unacked_key, self.unacked_index_key,
+                IN_FLIGHT_KEY, *keys, *record)
         return [wait, take] if timeout else [take]
 
     def _accept(self, taken: Any) -> tuple[str, Any]:
@@ -209,6 +178,6 @@ def install() -> None:
     TLS for ``rediss``) sees a Redis broker, as it is.
     """
     for scheme in ("redis", "rediss"):
-        TRANSPORT_ALIASES[scheme] = "kgcelery.broker:Transport"
+        TRANSPORT_ALIASES[scheme] = "kgcelery.broker.transport:Transport"
         # kombu caches what it resolved: a connection made before must not keep its own.
         _transport_cache.pop(scheme, None)

@@ -1,0 +1,257 @@
+"""The broker contract: everything kgcelery knows of kombu's Redis layout
+(:mod:`kgcelery.broker`), checked against a real Redis and the installed kombu.
+
+``make test`` runs this file twice: in the project's venv (the newest kombu the pin
+admits) and in ``.venv-kombu-oldest`` (the oldest: ``make broker-contract``). The pin in
+pyproject.toml admits only kombu minors this suite passed on.
+
+The transport's reason to exist: a message leaves its queue and enters kombu's
+``unacked`` hash in one step, so nothing is only in a worker's socket buffer. The rest
+must be kombu's behaviour unchanged: acks, restores, several queues.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+from kombu.transport import redis as kombu_redis
+
+from kgcelery.app import create_app
+from kgcelery.bridge.batcher import Batch
+from kgcelery.broker.envelope import task_body
+from kgcelery.broker.kombu_broker import KombuBroker
+from kgcelery.broker.layout import (
+    IN_FLIGHT_KEY,
+    PRIORITY_SEPARATOR,
+    PRIORITY_STEPS,
+    UNACKED_INDEX_KEY,
+    UNACKED_KEY,
+    priority_lists,
+)
+from kgcelery.broker.redis_broker import RedisBroker, in_flight, records_per_task
+from kgcelery.broker.transport import TAKE, Transport
+from kgcelery.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.broker_contract]
+
+
+def _take(client: redis.Redis, *queues: str) -> list:
+    return client.eval(TAKE, 3 + len(queues), UNACKED_KEY, UNACKED_INDEX_KEY, IN_FLIGHT_KEY,
+                       *queues, *(["1"] * len(queues)))
+
+
+def test_kombus_layout_is_what_kgcelery_assumes() -> None:
+    channel = kombu_redis.Channel
+    assert (channel.unacked_key, channel.unacked_index_key) == (UNACKED_KEY,
+                                                                UNACKED_INDEX_KEY)
+    assert channel.sep == PRIORITY_SEPARATOR
+    assert tuple(channel.priority_steps[1:]) == PRIORITY_STEPS
+    # The private methods the transport overrides are still there, with their shape.
+    for name in ("_brpop_start", "_brpop_read", "_get", "_q_for_pri",
+                 "_maybe_update_queues_expire", "_flush_brpop_reauth"):
+        assert callable(getattr(channel, name, None)), name
+    assert callable(kombu_redis.QoS._remove_from_indices)
+    assert callable(kombu_redis.QoS.append)
+
+
+@pytest.fixture
+def broker_url(stack_settings: Settings) -> Iterator[str]:
+    url = stack_settings.broker_url.rsplit("/", 1)[0] + "/15"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    yield url
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+
+
+def _publish(url: str, queue: str, bodies: list[dict[str, int]]) -> None:
+    """Published by plain kombu (its own Redis transport), as Celery clients do."""
+    with Connection(url) as conn:
+        producer = conn.Producer()
+        exchange = Exchange(queue, type="direct")
+        for body in bodies:
+            producer.publish(body, exchange=exchange, routing_key=queue,
+                             declare=[Queue(queue, exchange, routing_key=queue)],
+                             serializer="json")
+
+
+def test_priority_lists_are_kombus(broker_url: str) -> None:
+    with Connection(broker_url) as conn:
+        channel = conn.default_channel
+        assert [channel._q_for_pri("q", p) for p in channel.priority_steps] == \
+            priority_lists("q")
+
+
+def test_take_moves_a_message_from_its_queue_into_unacked_in_one_step(
+        broker_url: str) -> None:
+    # A task's size: the script finds the properties in the tail, after a large body.
+    _publish(broker_url, "client.t1", [{"n": 1, "records": "x" * 300_000}])
+    client = redis.Redis.from_url(broker_url)
+    raw = client.lindex("client.t1", 0)
+    assert raw is not None
+
+    queue, message, tag, ready = _take(client, "client.t1")
+    assert (queue, message) == (b"client.t1", raw)
+    assert client.llen("client.t1") == 0 and ready == b""
+    # Stored as kombu's QoS.append stores it, so kombu's ack and restore work unchanged.
+    stored = json.loads(client.hget("unacked", tag))
+    assert stored == [json.loads(raw), "client.t1", "client.t1"]
+    assert client.zscore("unacked_index", tag) == pytest.approx(time.time(), abs=5)
+    assert client.hget(IN_FLIGHT_KEY, tag) == b"client.t1"
+    assert _take(client, "client.t1") is None
+
+
+def test_consumed_message_is_unacked_until_acked_and_restored_if_never_acked(
+        broker_url: str) -> None:
+    _publish(broker_url, "client.t2", [{"n": 1}, {"n": 2}])
+    client = redis.Redis.from_url(broker_url)
+    seen: list[tuple[int, bool]] = []
+    with Connection(broker_url, transport=Transport) as conn:
+        def on_message(body: dict[str, int], message: object) -> None:
+            tag = message.delivery_tag  # type: ignore[attr-defined]
+            seen.append((body["n"], client.hexists("unacked", tag)))
+            if body["n"] == 1:
+                message.ack()  # type: ignore[attr-defined]
+
+        with conn.Consumer(Queue("client.t2"), callbacks=[on_message],
+                           accept=["json"]) as consumer:
+            consumer.qos(prefetch_count=1)
+            conn.drain_events(timeout=5)
+            conn.drain_events(timeout=5)
+            assert seen == [(1, True), (2, True)]
+            assert client.hlen("unacked") == 1, "the acked message left unacked"
+            assert client.hlen(IN_FLIGHT_KEY) == 1, "the ack left the in-flight index"
+            # The second is never acked: kombu's restore puts it back in its queue.
+            conn.default_channel.qos.restore_visible(start=0)
+    # Closing the channel restores what it still held, as kombu's transport does.
+    assert client.llen("client.t2") == 1
+    assert client.hlen(IN_FLIGHT_KEY) == 0, "the restore left the in-flight index"
+    assert json.loads(client.lindex("client.t2", 0))["body"]
+
+
+def test_a_worker_of_several_queues_does_not_wait_on_the_empty_one(broker_url: str) -> None:
+    # A fleet worker consumes fleet.idle (always empty) and its clients' queues. Waiting
+    # the poll timeout (1 s) on the empty queue between two messages would take ~20 s.
+    _publish(broker_url, "client.busy", [{"n": n} for n in range(20)])
+    got: list[int] = []
+    started = time.monotonic()
+    with Connection(broker_url, transport=Transport) as conn:
+        def on_message(body: dict[str, int], message: object) -> None:
+            got.append(body["n"])
+            message.ack()  # type: ignore[attr-defined]
+
+        with conn.Consumer([Queue("fleet.idle"), Queue("client.busy")],
+                           callbacks=[on_message], accept=["json"]) as consumer:
+            consumer.qos(prefetch_count=1)
+            while len(got) < 20 and time.monotonic() - started < 30:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=2)
+    assert sorted(got) == list(range(20))
+    assert time.monotonic() - started < 8, "waited on the empty queue between messages"
+
+
+def test_messages_consumed_without_acks_are_not_recorded(broker_url: str) -> None:
+    # Celery's reply queues (inspect, mingle) are consumed with no_ack: recording their
+    # messages would restore them, as if never delivered, after the visibility timeout.
+    _publish(broker_url, "replies", [{"n": 1}])
+    client = redis.Redis.from_url(broker_url)
+    got: list[int] = []
+    with Connection(broker_url, transport=Transport) as conn, \
+            conn.Consumer(Queue("replies"), callbacks=[lambda body, _m: got.append(body["n"])],
+                          accept=["json"], no_ack=True):
+        conn.drain_events(timeout=5)
+    assert got == [1]
+    assert client.hlen("unacked") == 0 and client.llen("replies") == 0
+
+
+def test_the_app_selects_it_and_keeps_the_redis_url(stack_settings: Settings) -> None:
+    from kgcelery.app import create_app
+
+    app = create_app(stack_settings)
+    with app.connection() as conn:
+        assert isinstance(conn.transport, Transport)
+        # Flower's Broker page and TLS for rediss:// read the scheme back.
+        assert conn.as_uri().startswith("redis://")
+
+
+def test_the_bridge_envelope_is_recorded_and_its_size_read_from_the_tail(
+        broker_url: str) -> None:
+    # A real-sized task as the bridge writes it: both scripts look only at its tail.
+    record = b'{"reason":"BackOff","message":"' + b"m" * 1000 + b'"}'
+    batch = Batch("t-five", "event", 0.0, [record] * 500,
+                  [["raw.k8s.events", 0, n, f"event::{n}", 0] for n in range(500)])
+    client = redis.Redis.from_url(broker_url)
+    RedisBroker(create_app_for(broker_url), broker_url).publish([batch])
+    assert records_per_task(client, "t-five", default=1) == 500
+    _queue, _message, tag, _ready = _take(client, "client.t-five")
+    assert tag and json.loads(client.hget("unacked", tag))[2] == "client.t-five"
+
+
+#: Fields that differ by design between two publications of the same task.
+_PER_MESSAGE = {"id", "root_id", "correlation_id", "delivery_tag"}
+
+
+def _strip(envelope: dict) -> dict:
+    envelope = json.loads(json.dumps(envelope))
+    for part in (envelope["headers"], envelope["properties"]):
+        for key in _PER_MESSAGE & set(part):
+            part[key] = "*"
+    return envelope
+
+
+def test_redis_envelope_matches_kombus(stack_settings: Settings, broker_redis: redis.Redis,
+                                       client_ids: list[str]) -> None:
+    client = client_ids[0]
+    records = [b'{"reason":"BackOff","n":1}', b'{"emoji":"\\u2603","nested":{"a":[1,2]}}']
+    batch = Batch(client, "event", 0.0, records=records,
+                  origins=[["raw.k8s.events", 0, 7, "event::a"], ["raw.k8s.events", 1, 9, "b"]])
+    app = create_app(stack_settings)
+    KombuBroker(app).publish([batch])
+    fast = RedisBroker(app, stack_settings.broker_url)
+    fast.publish([batch])
+    fast.close()
+    stored = broker_redis.lrange(f"client.{client}", 0, -1)
+    kombus, ours = [json.loads(raw) for raw in reversed(stored)]
+    assert _strip(ours) == _strip(kombus)
+    body = json.loads(base64.b64decode(ours["body"]))
+    assert body[0] == [client, [json.loads(r) for r in records], batch.origins]
+    assert body[1] == {} and set(body[2]) == {"callbacks", "errbacks", "chain", "chord"}
+    # The queue is bound, so Celery's own publishers (task retries) route to it.
+    assert broker_redis.exists(f"_kombu.binding.client.{client}")
+
+
+def test_task_body_splices_records_verbatim() -> None:
+    body = task_body("af-9", [b'{"a":1}', b"null"], [["t", 0, 1, "e"], ["t", 0, 2, "f"]])
+    assert json.loads(body) == [["af-9", [{"a": 1}, None], [["t", 0, 1, "e"], ["t", 0, 2, "f"]]],
+                                {}, {"callbacks": None, "errbacks": None, "chain": None,
+                                     "chord": None}]
+
+
+def create_app_for(broker_url: str):  # type: ignore[no-untyped-def]
+    return create_app(Settings(broker_url=broker_url))
+
+
+def test_in_flight_is_counted_from_the_index_without_reading_bodies(broker_url: str) -> None:
+    client = redis.Redis.from_url(broker_url)
+    _publish(broker_url, "client.t-a", [{"n": n} for n in range(3)])
+    _publish(broker_url, "client.t-b", [{"n": 1}])
+    tags = [_take(client, "client.t-a")[2] for _ in range(2)] + [_take(client, "client.t-b")[2]]
+    assert in_flight(client) == {"t-a": 2, "t-b": 1}
+    # The index decides, not the stored message: a body the tail search could not read
+    # is still counted under the queue it was taken from.
+    client.hset(UNACKED_KEY, tags[0], b"x" * 1000)
+    assert in_flight(client) == {"t-a": 2, "t-b": 1}
+    # Something kombu recorded by itself (no index entry) is read the old way.
+    client.hset(UNACKED_KEY, "kombus-own", json.dumps([{"n": 9}, "client.t-c", "client.t-c"]))
+    assert in_flight(client) == {"t-a": 2, "t-b": 1, "t-c": 1}
+    # Acked elsewhere (gone from unacked): counted no more, and pruned from the index.
+    client.hdel(UNACKED_KEY, tags[2], "kombus-own")
+    assert in_flight(client) == {"t-a": 2}
+    assert client.hexists(IN_FLIGHT_KEY, tags[2]) == 0
