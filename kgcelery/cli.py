@@ -9,6 +9,8 @@ from __future__ import annotations
 import click
 
 from kgcelery import logsetup
+from kgcelery.bridge.commands import bridge, dlq
+from kgcelery.checks import check
 from kgcelery.cliutil import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -20,6 +22,9 @@ from kgcelery.cliutil import (
     load_settings,
     stop_on_signals,
 )
+from kgcelery.control.commands import clients, drain, flower, reconcile, register, retire, scale
+from kgcelery.deploy import deploy, topics
+from kgcelery.graph.commands import graph, timeline
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_STACK", "EXIT_UNAVAILABLE", "EXIT_UNKNOWN_CLIENT",
            "EXIT_USAGE", "friendly_errors", "load_settings", "main", "stop_on_signals"]
@@ -88,38 +93,9 @@ def demo(client_count: int, rate: float, duration: float) -> None:
              stop=stop_on_signals())
 
 
-from kgcelery.bridge.commands import bridge, dlq  # noqa: E402
-from kgcelery.control.commands import (  # noqa: E402
-    clients,
-    drain,
-    flower,
-    reconcile,
-    register,
-    retire,
-    scale,
-)
-
-main.add_command(bridge)
-main.add_command(dlq)
-main.add_command(clients)
-main.add_command(scale)
-main.add_command(drain)
-main.add_command(retire)
-main.add_command(register)
-main.add_command(reconcile)
-main.add_command(flower)
-
-from kgcelery.checks import check  # noqa: E402
-from kgcelery.deploy import deploy, topics  # noqa: E402
-
-main.add_command(check)
-main.add_command(topics)
-main.add_command(deploy)
+for command in (bridge, dlq, clients, scale, drain, retire, register, reconcile, flower,
+                check, topics, deploy, graph, timeline):
+    main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-from kgcelery.graph.commands import graph, timeline  # noqa: E402
-
-main.add_command(graph)
-main.add_command(timeline)

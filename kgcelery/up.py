@@ -20,8 +20,8 @@ import redis
 
 from kgcelery import latency
 from kgcelery.broker import open_broker
-from kgcelery.cli import stop_on_signals
 from kgcelery.clients import CONTROL_QUEUE
+from kgcelery.cliutil import stop_on_signals
 from kgcelery.control.reconciler import Reconciler
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler

@@ -1,44 +1,23 @@
-"""``kgcelery graph stats`` and ``kgcelery timeline``: the graph, for people.
-
-Registered on the main group at the end of :mod:`kgcelery.cli`, which this module
-cannot import at its top (cli imports it): the cli helpers are looked up when a
-command runs.
-"""
+"""``kgcelery graph stats`` and ``kgcelery timeline``: the graph, for people."""
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from kgcelery.clients import validate_client_id
+from kgcelery.cliutil import friendly_errors, load_settings
 from kgcelery.normalize.timeparse import iso
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(command: F) -> F:
-    """The cli's ``friendly_errors``, looked up when the command runs."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from kgcelery import cli
-
-        return cli.friendly_errors(command)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _store() -> Any:
-    from kgcelery import cli
     from kgcelery.graph import open_store
 
-    return open_store(cli.load_settings())
+    return open_store(load_settings())
 
 
 @click.group()
@@ -49,7 +28,7 @@ def graph() -> None:
 @graph.command()
 @click.argument("client")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@_friendly
+@friendly_errors
 def stats(client: str, as_json: bool) -> None:
     """Count CLIENT's nodes by label and relationships by type."""
     from kgcelery.graph.queries import stats as graph_stats
@@ -90,7 +69,7 @@ def _short(oid: str) -> str:
 @click.option("--min-severity", default="info", show_default=True,
               type=click.Choice(["info", "warning", "error", "critical"]),
               help="Leave out entries below this severity.")
-@_friendly
+@friendly_errors
 def timeline(client: str, object_ref: str, as_json: bool, limit: int,
              min_severity: str) -> None:
     """What happened to an object of CLIENT and around it, in time order.
