@@ -40,6 +40,10 @@ class BinaryNotFoundError(StackError):
     """An embedded server binary is missing."""
 
 
+class BrokerUnavailableError(KgceleryError):
+    """The task broker could not be reached; nothing of the call is known to be done."""
+
+
 class GraphUnavailableError(KgceleryError):
     """The graph database cannot be reached right now (transient; retry later)."""
 

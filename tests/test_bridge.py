@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -183,9 +182,14 @@ def test_redis_down_pauses_then_resumes_with_nothing_lost(
                  what="first tasks")
         own_redis.stop()
         produce(settings, topic_of(settings, "event"), stream[10_000:])
-        wait_for(lambda: "cannot publish" in bridge.tail(100), timeout=30,
-                 what="the bridge to notice Redis is gone")
-        time.sleep(2)
+        try:
+            # The whole log: retries and registry warnings may follow the first notice.
+            wait_for(lambda: "cannot publish" in bridge.tail(1_000_000), timeout=60,
+                     what="the bridge to notice Redis is gone")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n-- bridge log --\n{bridge.tail(60)}") from None
+        wait_for(lambda: bridge.tail(1_000_000).count("cannot publish") >= 2, timeout=30,
+                 what="the bridge to retry publishing")
         assert bridge.alive(), "the bridge must wait for Redis, not crash"
         assert not all_committed(settings, topic_of(settings, "event"), len(stream))
         own_redis.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -37,6 +38,7 @@ from kgcelery.broker.layout import (
 )
 from kgcelery.broker.redis_broker import RedisBroker, in_flight, records_per_task
 from kgcelery.broker.transport import TAKE, Transport
+from kgcelery.errors import BrokerUnavailableError
 from kgcelery.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker_contract]
@@ -255,3 +257,19 @@ def test_in_flight_is_counted_from_the_index_without_reading_bodies(broker_url: 
     client.hdel(UNACKED_KEY, tags[2], "kombus-own")
     assert in_flight(client) == {"t-a": 2}
     assert client.hexists(IN_FLIGHT_KEY, tags[2]) == 0
+
+
+@pytest.mark.parametrize("backend", ["redis", "kombu"])
+def test_an_unreachable_broker_is_one_error_whatever_the_library_raised(backend: str) -> None:
+    # A dead port, and a queue never declared: kombu raises its OperationalError from the
+    # declaration, redis-py its ConnectionError from the write; callers see one error.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    app = create_app_for(url)
+    app.conf.broker_connection_retry = False
+    app.conf.broker_connection_max_retries = 0
+    broker = RedisBroker(app, url) if backend == "redis" else KombuBroker(app)
+    batch = Batch("t-gone", "event", 0.0, [b"{}"], [["raw.k8s.events", 0, 0, "event::a"]])
+    with pytest.raises(BrokerUnavailableError, match="cannot publish"):
+        broker.publish([batch])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -141,10 +140,15 @@ def test_check_bridge_sees_the_bridge_of_this_host(processes: Processes,
     assert alive.returncode == 0, alive.stderr
     assert "lag" in alive.stdout
     bridge.stop()
-    time.sleep(1.5)
     # Its last report (written as it stopped) lives 30 s; --max-age judges its age.
-    stale = kgcelery("check", "bridge", "--max-age", "1", settings=settings)
-    assert stale.returncode == 1 and "reported" in stale.stderr
+    stale = wait_for(lambda: _failed(kgcelery("check", "bridge", "--max-age", "1",
+                                              settings=settings)),
+                     timeout=30, what="check bridge to call the last report too old")
+    assert "reported" in stale.stderr
+
+
+def _failed(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str] | None:
+    return result if result.returncode == 1 else None
 
 
 @pytest.mark.integration

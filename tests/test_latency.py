@@ -33,6 +33,7 @@ def test_ages_skip_origins_without_a_timestamp() -> None:
     assert ages(origins, 1_001.5) == [pytest.approx(1.5)]
 
 
+@pytest.mark.integration
 def test_the_recent_histogram_forgets_a_slow_start(broker_redis: redis.Redis) -> None:
     """Against the session's broker Redis: since the start, and over the last minutes."""
     client = f"lat-{uuid.uuid4().hex[:8]}"

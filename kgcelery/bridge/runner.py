@@ -30,7 +30,7 @@ from kgcelery.bridge.routing import classify
 from kgcelery.broker import open_broker
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
-from kgcelery.errors import RejectedRecordError
+from kgcelery.errors import BrokerUnavailableError, RejectedRecordError
 from kgcelery.kafka import consumer_config
 from kgcelery.kinds import TASK_FOR_KIND
 from kgcelery.settings import Settings
@@ -43,7 +43,8 @@ COMMIT_INTERVAL_S = 0.5
 REPORT_INTERVAL_S = 5.0
 MAX_BACKOFF_S = 10.0
 FLUSH_TIMEOUT_S = 30.0
-_PUBLISH_ERRORS = (redis.RedisError, OSError, ConnectionError)
+# The registry's Redis away (registrations, heartbeats), or the broker (tasks).
+_PUBLISH_ERRORS = (redis.RedisError, OSError, BrokerUnavailableError)
 
 
 class RegisteredClients:

@@ -13,6 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import kombu.exceptions
+import redis
+
+# What a client library raises when the broker cannot be reached (kombu wraps a refused
+# connection in OperationalError when it declares a queue; redis-py raises its own).
+UNREACHABLE = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
+
 
 class TaskBatch(Protocol):
     """One task's worth of one client's records of one kind (the bridge's ``Batch``)."""
@@ -46,8 +53,9 @@ class TaskBroker(ABC):
 
     @abstractmethod
     def publish(self, batches: Sequence[TaskBatch]) -> None:
-        """Publish each batch as one task on its client's queue, in order; raises the
-        broker's error when it is unreachable (nothing is then known to be published)."""
+        """Publish each batch as one task on its client's queue, in order; raises
+        :class:`BrokerUnavailableError` when the broker is unreachable (whatever the
+        client library raised is its cause; nothing is then known to be published)."""
 
     @abstractmethod
     def queue_depth(self, client_id: str) -> int:

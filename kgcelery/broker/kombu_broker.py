@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from celery import Celery
 from kombu import Queue
 
-from kgcelery.broker.base import QueueWork, TaskBatch, TaskBroker
+from kgcelery.broker.base import UNREACHABLE, QueueWork, TaskBatch, TaskBroker
 from kgcelery.broker.envelope import argsrepr, task_body, task_headers
 from kgcelery.clients import queue_for
+from kgcelery.errors import BrokerUnavailableError
 from kgcelery.kinds import TASK_FOR_KIND
 
 
@@ -28,6 +29,12 @@ class KombuBroker(TaskBroker):
         self._declared: set[str] = set()
 
     def publish(self, batches: Sequence[TaskBatch]) -> None:
+        try:
+            self._publish(batches)
+        except UNREACHABLE as exc:
+            raise BrokerUnavailableError(f"cannot publish: {exc}") from exc
+
+    def _publish(self, batches: Sequence[TaskBatch]) -> None:
         with self.app.producer_or_acquire() as producer:
             for batch in batches:
                 queue: Queue = self.app.amqp.queues[queue_for(batch.client_id)]

@@ -22,10 +22,11 @@ import redis
 from celery import Celery
 from kombu import Queue
 
-from kgcelery.broker.base import QueueWork, TaskBatch, TaskBroker
+from kgcelery.broker.base import UNREACHABLE, QueueWork, TaskBatch, TaskBroker
 from kgcelery.broker.envelope import argsrepr, redis_envelope, task_body, task_headers
 from kgcelery.broker.layout import IN_FLIGHT_KEY, UNACKED_KEY, load_script, priority_lists
 from kgcelery.clients import client_of_queue, queue_for
+from kgcelery.errors import BrokerUnavailableError
 from kgcelery.kinds import TASK_FOR_KIND
 
 _IN_FLIGHT = load_script("in_flight")
@@ -93,7 +94,13 @@ class RedisBroker(TaskBroker):
         self._declared.add(queue_name)
 
     def publish(self, batches: Sequence[TaskBatch]) -> None:
-        """LPUSH every batch's task; raises ``redis.RedisError`` if Redis is unreachable."""
+        """LPUSH every batch's task; :class:`BrokerUnavailableError` if Redis is away."""
+        try:
+            self._publish(batches)
+        except UNREACHABLE as exc:
+            raise BrokerUnavailableError(f"cannot publish to Redis: {exc}") from exc
+
+    def _publish(self, batches: Sequence[TaskBatch]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for batch in batches:
             queue = queue_for(batch.client_id)

@@ -9,6 +9,8 @@ Keys (all under ``kgcelery:``):
                            pinned_workers, actual_workers, actual_at
     ``transitions``        capped list of state transitions (JSON), newest first
     ``decisions``          capped list of changes of desired workers and pins (JSON)
+    ``passes:<task>``      capped list of the start times of the control plane's completed
+                           passes (``expire``, ``scale``), newest first
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ REGISTERED_KEY = PREFIX + "registered"
 TRANSITIONS_KEY = PREFIX + "transitions"
 DECISIONS_KEY = PREFIX + "decisions"
 TRANSITIONS_KEPT = 1000
+PASSES_KEPT = 100
 
 ACTIVE, STALE, DRAINING, RETIRED = "active", "stale", "draining", "retired"
 STATES = (ACTIVE, STALE, DRAINING, RETIRED)
@@ -206,7 +209,19 @@ class Registry:
     def decisions(self, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.redis.lrange(DECISIONS_KEY, 0, limit - 1)]
 
+    def passes(self, task: str, limit: int = PASSES_KEPT) -> list[float]:
+        """Start times of the last completed passes of a control task, newest first."""
+        return [float(raw) for raw in self.redis.lrange(f"{PREFIX}passes:{task}", 0, limit - 1)]
+
     # -- the control plane's writes ---------------------------------------------------
+    def passed(self, task: str, started_at: float) -> None:
+        """Record a completed pass of a control task (``expire``, ``scale``)."""
+        key = f"{PREFIX}passes:{task}"
+        pipe = self.redis.pipeline()
+        pipe.lpush(key, started_at)
+        pipe.ltrim(key, 0, PASSES_KEPT - 1)
+        pipe.execute()
+
     def require(self, client_id: str) -> ClientRecord:
         """The client's record; :class:`UnknownClientError` (with what to do) if there is none."""
         record = self.get(client_id)

@@ -72,6 +72,7 @@ def expire_stale_clients() -> list[str]:
             # Stop the workers now rather than at the next scaling run.
             reg.set_desired(record.client_id, 0, reason=RETIRED, now=now)
         changes.append(f"{record.client_id}: {record.state} -> {transition.to}")
+    reg.passed("expire", now)
     return changes
 
 
@@ -102,6 +103,7 @@ def scale_worker_pools() -> dict[str, int]:
         log.warning("could not ask the workers which queues they consume: %s", exc)
     else:
         reg.set_actual({c: len(consumers.get(c, [])) for c in decisions}, now=now)
+    reg.passed("scale", now)
     return {client_id: decision.desired for client_id, decision in decisions.items()}
 
 
