@@ -22,12 +22,14 @@ from kgcelery import latency
 from kgcelery.broker import open_broker
 from kgcelery.clients import CONTROL_QUEUE
 from kgcelery.cliutil import stop_on_signals
-from kgcelery.control.reconciler import Reconciler
+from kgcelery.control.reconciler import Reconciler, reconcile_until
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
-from kgcelery.embedded.process import ManagedProcess
+from kgcelery.embedded.process import ManagedProcess, restart_dead
 from kgcelery.embedded.stack import EmbeddedStack
-from kgcelery.graph import GraphStore, open_store
+from kgcelery.errors import BrokerUnavailableError, GraphUnavailableError
+from kgcelery.graph import GraphStore, open_store, queries
+from kgcelery.graph.model import EVENT, RESOURCE
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,43 +37,31 @@ log = logging.getLogger(__name__)
 RECONCILE_INTERVAL_S = 1.0
 
 
-class Supervisor:
-    """The processes of ``kgcelery up`` besides the embedded stack and the workers."""
+class Processes:
+    """The processes of ``kgcelery up`` besides the embedded stack and the workers (the
+    local scaler holds those)."""
 
     def __init__(self, settings: Settings, state_dir: Path) -> None:
         self.settings = settings
         self.run_dir = state_dir / "run"
         self.log_dir = state_dir / "logs"
-        self.processes: list[ManagedProcess] = []
+        self.started: list[ManagedProcess] = []
 
     def start(self, name: str, argv: list[str]) -> ManagedProcess:
         process = ManagedProcess(name, argv, run_dir=self.run_dir, log_dir=self.log_dir,
                                  env=self.settings.child_env())
         process.start()
-        self.processes.append(process)
+        self.started.append(process)
         return process
 
-    def restart_dead(self) -> None:
-        for process in self.processes:
-            if not process.alive():
-                log.warning("%s exited with code %s; starting it again (log: %s)",
-                            process.name, process.returncode(), process.log_path)
-                process.start()
-
     def stop_all(self) -> None:
-        for process in reversed(self.processes):
+        # In reverse: the demo and Flower before beat and the bridge.
+        for process in reversed(self.started):
             process.stop(timeout=30)
 
 
 def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "kgcelery.app", *args]
-
-
-def _count(store: GraphStore, client_id: str, query: str) -> int:
-    try:
-        return int(store.run(client_id, query)[0][0])
-    except Exception:  # noqa: BLE001 - a graph that does not exist yet counts as empty
-        return 0
 
 
 def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> None:
@@ -91,13 +81,16 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
         client = record.client_id
         desired = "-" if record.desired_workers is None else str(record.desired_workers)
         pin = "" if record.pinned_workers is None else " pin"
+        try:
+            found = queries.counts(store, client, (EVENT, RESOURCE))
+            events, objects = str(found[EVENT]), str(found[RESOURCE])
+        except GraphUnavailableError:
+            events = objects = "?"
         click.echo(
             f"           {client:<18} {record.state:<9} "
             f"{work[client].queued:>6} {work[client].in_flight:>6} "
             f"{desired + '/' + str(workers.get(client, 0)) + pin:>7} "
-            f"{_count(store, client, 'MATCH (e:Event) RETURN count(e)'):>7} "
-            f"{_count(store, client, 'MATCH (o:Resource) RETURN count(o)'):>8} "
-            f"{_p99(registry, client):>6}")
+            f"{events:>7} {objects:>8} {_p99(registry, client):>6}")
 
 
 def _p99(registry: Registry, client_id: str) -> str:
@@ -136,7 +129,7 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
     state_dir = Path(settings.state_dir).resolve()
     click.echo(f"starting the embedded stack in {state_dir} ...")
     stack = EmbeddedStack(settings)
-    supervisor = Supervisor(settings, state_dir)
+    processes = Processes(settings, state_dir)
     scaler = LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
     registry = Registry.from_url(settings.registry_url)
     store: GraphStore | None = None
@@ -146,29 +139,29 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
         # After the stack: the FalkorDB client connects when it is made.
         store = open_store(settings)
         python = sys.executable
-        supervisor.start("bridge", [python, "-m", "kgcelery", "bridge"])
-        supervisor.start("control-worker", _celery(
+        processes.start("bridge", [python, "-m", "kgcelery", "bridge"])
+        processes.start("control-worker", _celery(
             "worker", "-Q", CONTROL_QUEUE, "-n", "control@%h", "--concurrency", "1",
             "--loglevel", "INFO", "--without-mingle", "--without-gossip"))
-        supervisor.start("beat", _celery(
+        processes.start("beat", _celery(
             "beat", "--loglevel", "INFO", "-s", str(state_dir / "beat-schedule"),
             "--pidfile", str(state_dir / "run" / "celerybeat.pid")))
         if flower:
-            supervisor.start("flower", _celery(
+            processes.start("flower", _celery(
                 "flower", f"--port={settings.flower_port}", "--address=127.0.0.1"))
         if demo:
-            supervisor.start("demo", [python, "-m", "kgcelery", "demo"])
+            processes.start("demo", [python, "-m", "kgcelery", "demo"])
         if settings.control_metrics_port:
             from kgcelery.control.metrics import serve_metrics
 
             metrics_server = serve_metrics(settings, registry)
         _banner(settings, state_dir, flower)
-        _supervise(stop, supervisor, scaler, registry, store, status_interval)
+        _supervise(stop, processes, scaler, registry, store, status_interval)
     finally:
         click.echo("stopping ...")
         if metrics_server is not None:
             metrics_server.shutdown()
-        supervisor.stop_all()
+        processes.stop_all()
         scaler.stop_all()
         stack.stop()
         registry.close()
@@ -177,19 +170,22 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
         click.echo("stopped; nothing left running.")
 
 
-def _supervise(stop: threading.Event, supervisor: Supervisor, scaler: LocalScaler,
+def _supervise(stop: threading.Event, processes: Processes, scaler: LocalScaler,
                registry: Registry, store: GraphStore, status_interval: float) -> None:
-    # Beat decides desired workers per client; this loop is the local reconciler that
-    # makes them so (and restarts workers that died). It must live here: the local
-    # scaler owns the worker processes.
-    reconciler = Reconciler(registry, scaler)
+    # Beat decides desired workers per client; the local reconciler makes them so (and
+    # restarts workers that died). It runs here: the local scaler owns the workers.
     next_status = time.monotonic() + min(status_interval, 3.0)
-    while not stop.wait(RECONCILE_INTERVAL_S):
-        supervisor.restart_dead()
+
+    def each_pass() -> None:
+        nonlocal next_status
+        restart_dead(processes.started)
+        if time.monotonic() < next_status:
+            return
+        next_status = time.monotonic() + status_interval
         try:
-            reconciler.reconcile()
-            if time.monotonic() >= next_status:
-                next_status = time.monotonic() + status_interval
-                print_status(registry, store, scaler)
-        except redis.ConnectionError as exc:
-            log.warning("the broker Redis is unreachable (%s); retrying", exc)
+            print_status(registry, store, scaler)
+        except (redis.ConnectionError, BrokerUnavailableError) as exc:
+            log.warning("no status: the broker Redis is unreachable (%s)", exc)
+
+    reconcile_until(stop, Reconciler(registry, scaler), RECONCILE_INTERVAL_S,
+                    each_pass=each_pass)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from kgcelery.control.expiry import Transition, is_expired, next_state
+from kgcelery.control.expiry import Transition, is_expired, next_state, refuse_retirement
 from kgcelery.control.policy import Decision, Pool, ScalingPolicy, plan
 from kgcelery.control.registry import ACTIVE, DRAINING, RETIRED, STALE
 
@@ -259,3 +259,13 @@ def test_beat_entries_run_on_control_and_expire(backend: str, entries: set[str])
         # A run not started within one interval is dropped: the next one is due anyway.
         assert entry["options"]["expires"] == entry["schedule"]
     assert schedule["scale-worker-pools"]["schedule"] == 11
+
+
+@pytest.mark.parametrize(("queued", "in_flight", "force", "refused"), [
+    (0, 0, False, False), (3, 0, False, True), (0, 1, False, True), (3, 1, True, False)])
+def test_ops_retire_only_a_drained_client_unless_forced(queued: int, in_flight: int,
+                                                        force: bool, refused: bool) -> None:
+    refusal = refuse_retirement("af-9", queued=queued, in_flight=in_flight, force=force)
+    assert bool(refusal) is refused
+    if refusal:
+        assert "kgcelery drain af-9" in refusal and f"{queued} tasks queued" in refusal

@@ -144,16 +144,17 @@ def retire(client_id: str, force: bool) -> None:
     Prefer 'kgcelery drain', which waits for the queue. The graph is kept.
     """
     from kgcelery.broker import open_broker
+    from kgcelery.control.expiry import refuse_retirement
 
     validate_client_id(client_id)
     with closing(_registry()) as registry, \
             closing(open_broker(None, load_settings().broker_url)) as broker:
         registry.require(client_id)
         work = broker.work_of([client_id], default_records_per_task=1)[client_id]
-        if work.backlog and not force:
-            raise KgceleryError(f"{client_id} still has {work.queued} tasks queued and "
-                                f"{work.in_flight} in flight; 'kgcelery drain {client_id}' "
-                                "retires it once they are written, or use --force")
+        refusal = refuse_retirement(client_id, queued=work.queued, in_flight=work.in_flight,
+                                    force=force)
+        if refusal:
+            raise KgceleryError(refusal)
         registry.retire(client_id, reason="retired by ops")
     click.echo(f"{client_id}: retired")
 

@@ -72,3 +72,13 @@ def next_state(*, state: str, registered: bool, last_seen: float | None,
         # The bridge still accepts a silent client's records: work them off again.
         return Transition(STALE, "records arrived after retirement")
     return None
+
+
+def refuse_retirement(client_id: str, *, queued: int, in_flight: int,
+                      force: bool) -> str | None:
+    """Why ops may not retire a client now (None if they may): retiring with tasks left
+    stops the workers that would write them; ``drain`` retires once they are written."""
+    if force or queued + in_flight == 0:
+        return None
+    return (f"{client_id} still has {queued} tasks queued and {in_flight} in flight; "
+            f"'kgcelery drain {client_id}' retires it once they are written, or use --force")

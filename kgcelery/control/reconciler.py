@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -60,6 +61,21 @@ class Reconciler:
         return self.scaler.apply(self.desired())
 
 
+def reconcile_until(stop: threading.Event, reconciler: Reconciler, interval: float, *,
+                    once: bool = False, each_pass: Callable[[], None] | None = None) -> None:
+    """Reconcile every ``interval`` s until ``stop`` (once with ``once``), then run
+    ``each_pass`` (which must handle its own errors); Redis away is waited out."""
+    while True:
+        try:
+            log.debug("workers per client: %s", reconciler.reconcile())
+        except redis.ConnectionError as exc:
+            log.warning("the registry's Redis is unreachable (%s); retrying", exc)
+        if each_pass is not None:
+            each_pass()
+        if once or stop.wait(interval):
+            break
+
+
 def run_reconciler(settings: Settings, stop: threading.Event, *, once: bool = False) -> None:
     """``kgcelery reconcile``: reconcile every ``RECONCILE_INTERVAL_S`` until ``stop``."""
     registry = Registry.from_url(settings.registry_url)
@@ -73,14 +89,7 @@ def run_reconciler(settings: Settings, stop: threading.Event, *, once: bool = Fa
     log.info("reconciler running (backend %s, every %g s)", scaler.name,
              settings.reconcile_interval_s)
     try:
-        while True:
-            try:
-                actual = reconciler.reconcile()
-                log.debug("workers per client: %s", actual)
-            except redis.ConnectionError as exc:
-                log.warning("the registry's Redis is unreachable (%s); retrying", exc)
-            if once or stop.wait(settings.reconcile_interval_s):
-                break
+        reconcile_until(stop, reconciler, settings.reconcile_interval_s, once=once)
     finally:
         # The local backend stops its workers here (warm shutdown); others hold nothing.
         scaler.close()

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from kgcelery.errors import StackError, StaleProcessError
@@ -163,6 +163,34 @@ class ManagedProcess:
             time.sleep(0.1)
         raise StackError(f"{self.name} was not {what} after {timeout:.0f} s "
                          f"(last error: {last_error}); log {self.log_path}:\n{self.tail()}")
+
+
+def restart_dead(processes: Iterable[ManagedProcess]) -> list[str]:
+    """Start again every process that exited on its own; return their names. One that
+    cannot start (a stale pid file, say) is logged and tried again next time."""
+    restarted = []
+    for process in processes:
+        if process.alive():
+            continue
+        log.warning("%s exited with code %s; starting it again (log: %s)", process.name,
+                    process.returncode(), process.log_path)
+        try:
+            process.start()
+        except StackError as exc:
+            log.error("cannot restart %s: %s", process.name, exc)
+            continue
+        restarted.append(process.name)
+    return restarted
+
+
+def stop_together(processes: Sequence[ManagedProcess], timeout: float) -> None:
+    """SIGTERM all first, so their graceful shutdowns run side by side; then wait for
+    each (SIGKILL after ``timeout``)."""
+    for process in processes:
+        if process.alive():
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.stop(timeout=timeout)
 
 
 def read_pid(pid_path: Path) -> int | None:

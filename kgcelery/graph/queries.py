@@ -46,6 +46,14 @@ def stats(store: GraphStore, client_id: str) -> dict[str, Any]:
             "gone_objects": int(gone_objects[0][0]) if gone_objects else 0}
 
 
+def counts(store: GraphStore, client_id: str, labels: tuple[str, ...]) -> dict[str, int]:
+    """Nodes of each label in a client's graph (0 for a graph not written yet)."""
+    scope = scope_of(store)
+    return {label: int(rows[0][0]) if rows else 0 for label in labels
+            for rows in [store.run(client_id, f"MATCH {scope.node('n', label)} "
+                                              "RETURN count(n)")]}
+
+
 def object_ref(text: str) -> str:
     """``pod/<namespace>/<name>`` (any kind, any case) -> the object's id."""
     parsed = parse_object_id(text.strip())

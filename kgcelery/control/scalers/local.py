@@ -8,13 +8,12 @@ task in flight finishes, or is redelivered thanks to late acks).
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from kgcelery.clients import queue_for, validate_client_id
-from kgcelery.embedded.process import ManagedProcess
+from kgcelery.embedded.process import ManagedProcess, restart_dead, stop_together
 from kgcelery.errors import StackError
 from kgcelery.settings import Settings
 
@@ -69,12 +68,8 @@ class LocalScaler:
         surplus = []
         while len(workers) > count:
             surplus.append(workers.pop())
-        # Signal all first so that their warm shutdowns run side by side.
-        for worker in surplus:
-            log.info("stopping %s (warm shutdown)", worker.name)
-            worker.send_signal(signal.SIGTERM)
-        for worker in surplus:
-            worker.stop(timeout=self.settings.task_time_limit_s + 10)
+            log.info("stopping %s (warm shutdown)", surplus[-1].name)
+        stop_together(surplus, timeout=self.settings.task_time_limit_s + 10)
 
     def apply(self, desired: Mapping[str, int]) -> dict[str, int]:
         """Scale every client to its desired count (0 if absent); restart dead workers."""
@@ -92,25 +87,10 @@ class LocalScaler:
 
     def restart_dead(self) -> list[str]:
         """Start again every worker that exited on its own; return their names."""
-        restarted = []
-        for workers in self._workers.values():
-            for worker in workers:
-                if not worker.alive():
-                    log.warning("%s exited (code %s); starting it again", worker.name,
-                                worker.returncode())
-                    try:
-                        worker.start()
-                    except StackError as exc:
-                        log.error("cannot restart %s: %s", worker.name, exc)
-                        continue
-                    restarted.append(worker.name)
-        return restarted
+        return restart_dead(w for workers in self._workers.values() for w in workers)
 
     def stop_all(self) -> None:
         """Warm-shut-down every worker at once, then wait for each."""
-        every = [worker for workers in self._workers.values() for worker in workers]
-        for worker in every:
-            worker.send_signal(signal.SIGTERM)
-        for worker in every:
-            worker.stop(timeout=self.settings.task_time_limit_s + 10)
+        stop_together([w for workers in self._workers.values() for w in workers],
+                      timeout=self.settings.task_time_limit_s + 10)
         self._workers.clear()

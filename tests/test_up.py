@@ -1,0 +1,58 @@
+"""``kgcelery up`` as an operator runs it: the demo's clients fill their graphs, the
+status says so, and Ctrl-C leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kgcelery.embedded.process import pid_alive, read_pid
+from kgcelery.embedded.stack import free_port
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+#: A status row: client, state, queue, in flight, workers, events, objects, p99.
+STATUS_ROW = re.compile(r"^\s+(\S+)\s+active\s+\d+\s+\d+\s+\d+/\d+\s+(\d+)\s+(\d+)\s", re.M)
+
+
+def _clients_with_graphs(log: Path) -> set[str]:
+    text = log.read_text(errors="replace")
+    return {client for client, events, objects in STATUS_ROW.findall(text)
+            if int(events) > 0 and int(objects) > 0}
+
+
+def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")}
+    env.update(KGCELERY_STATE_DIR=str(state),
+               KGCELERY_EMBEDDED_KAFKA_PORT=str(free_port()),
+               KGCELERY_EMBEDDED_BROKER_PORT=str(free_port()),
+               KGCELERY_EMBEDDED_GRAPH_PORT=str(free_port()),
+               KGCELERY_FLOWER_PORT=str(free_port()))
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen([sys.executable, "-m", "kgcelery", "up", "--status-interval", "2"],
+                              stdout=out, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: len(_clients_with_graphs(log)) >= 3 or up.poll() is not None,
+                 timeout=240, interval=1.0, what="three demo clients with graphs")
+        assert up.poll() is None, log.read_text()[-3000:]
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+    shown = log.read_text()
+    assert "stopped; nothing left running." in shown
+    left = [pid_file.name for pid_file in (state / "run").glob("*.pid")
+            if (pid := read_pid(pid_file)) is not None and pid_alive(pid)]
+    assert not left, f"still running after Ctrl-C: {left}"
