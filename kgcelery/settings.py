@@ -254,6 +254,9 @@ class Settings(BaseSettings):
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("KGCELERY_VISIBILITY_TIMEOUT_S must be longer than "
                              "KGCELERY_TASK_TIME_LIMIT_S, or running tasks get redelivered")
+        if self.task_retry_backoff_s > self.task_retry_backoff_max_s:
+            raise ValueError("KGCELERY_TASK_RETRY_BACKOFF_S is above "
+                             "KGCELERY_TASK_RETRY_BACKOFF_MAX_S")
         if self.scale_min_workers > self.scale_max_workers:
             raise ValueError("KGCELERY_SCALE_MIN_WORKERS is above KGCELERY_SCALE_MAX_WORKERS")
         self._check_security()

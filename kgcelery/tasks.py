@@ -18,7 +18,7 @@ Every record leaves exactly one way:
 - dead-lettered to ``dlq.normalized`` with the reason it could not be normalized (the
   rest of its batch is still written);
 - retried with the whole batch while the graph is unavailable (exponential backoff
-  with jitter, :func:`retry_delay`), and dead-lettered as ``retries-exhausted`` once
+  with jitter, :class:`~kgcelery.retry.Backoff`), and dead-lettered as ``retries-exhausted`` once
   the retries are used up; a graph that refuses the batch outright (a bad query, a
   value it cannot store) dead-letters it as ``graph-error``.
 Dead letters are sent only after the graph write, so that a retried batch does not
@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import fold_logs, normalize_log
 from kgcelery.normalize.resources import normalize_resource
 from kgcelery.normalize.topology import normalize_topology
+from kgcelery.retry import Backoff
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,6 @@ class Rejected:
     origin: Origin | None
     reason: str
     detail: str
-
-
-def retry_delay(retries: int, base_s: float, max_s: float) -> float:
-    """Exponential backoff with jitter: between half and all of ``base * 2**retries``."""
-    delay = min(max_s, base_s * 2 ** retries)
-    return random.uniform(delay / 2, delay)
 
 
 def batch_id(kind: str, records: list[Any], origins: list[Origin] | None) -> str:
@@ -153,8 +147,8 @@ def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], Grap
     except GraphUnavailableError as exc:
         retries = task.request.retries or 0
         if retries < config.task_max_retries:
-            delay = retry_delay(retries, config.task_retry_backoff_s,
-                                config.task_retry_backoff_max_s)
+            delay = Backoff(config.task_retry_backoff_s,
+                            config.task_retry_backoff_max_s).delay(retries)
             log.warning("graph unavailable for %s (%s); retry %d/%d in %.1f s", client_id,
                         exc, retries + 1, config.task_max_retries, delay)
             raise task.retry(exc=exc, countdown=delay) from exc
