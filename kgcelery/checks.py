@@ -24,12 +24,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from kombu.utils.url import maybe_sanitize_url
 
 from kgcelery.cliutil import load_settings
 from kgcelery.kafka import all_topics, common_config
@@ -51,14 +51,8 @@ class CheckResult:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.hostname or ""
-    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with its password masked, by kombu's own sanitizer (as Celery logs it)."""
+    return str(maybe_sanitize_url(url))
 
 
 def _version(text: str) -> tuple[int, ...]:
