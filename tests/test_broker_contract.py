@@ -18,6 +18,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -38,8 +39,12 @@ from kgcelery.broker.layout import (
 )
 from kgcelery.broker.redis_broker import RedisBroker, in_flight, records_per_task
 from kgcelery.broker.transport import TAKE, Transport
+from kgcelery.embedded.binaries import redis_server_binary
+from kgcelery.embedded.process import ManagedProcess
+from kgcelery.embedded.stack import free_port, port_in_use
 from kgcelery.errors import BrokerUnavailableError
 from kgcelery.settings import Settings
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker_contract]
 
@@ -273,3 +278,40 @@ def test_an_unreachable_broker_is_one_error_whatever_the_library_raised(backend:
     batch = Batch("t-gone", "event", 0.0, [b"{}"], [["raw.k8s.events", 0, 0, "event::a"]])
     with pytest.raises(BrokerUnavailableError, match="cannot publish"):
         broker.publish([batch])
+
+
+def test_a_full_redis_is_drained_by_the_workers_not_fatal_to_them(
+        stack_settings: Settings, tmp_path: Path) -> None:
+    # maxmemory reached under noeviction: the bridge's writes are refused (it pauses), and
+    # so is the workers' BLMOVE wait. Taking must go on, or nothing ever makes room.
+    port = free_port()
+    server = ManagedProcess("full-redis", [
+        str(redis_server_binary(stack_settings)), "--port", str(port), "--bind", "127.0.0.1",
+        "--save", "", "--dir", str(tmp_path)], run_dir=tmp_path / "run", log_dir=tmp_path)
+    server.start()
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url)
+        wait_for(lambda: port_in_use(port), timeout=20, what="the test's Redis")
+        _publish(url, "client.t-full", [{"n": n, "pad": "x" * 50_000} for n in range(30)])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1mb")
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            client.lpush("client.t-full", "refused")  # full, as the bridge would find it
+        got: list[int] = []
+        with Connection(url, transport=Transport) as conn:
+            def on_message(body: dict[str, int], message: object) -> None:
+                got.append(body["n"])
+                message.ack()  # type: ignore[attr-defined]
+
+            with conn.Consumer([Queue("fleet.idle"), Queue("client.t-full")],
+                               callbacks=[on_message], accept=["json"]) as consumer:
+                consumer.qos(prefetch_count=1)
+                deadline = time.monotonic() + 60
+                while len(got) < 30 and time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=2)
+        assert sorted(got) == list(range(30))
+        assert client.hlen("unacked") == 0 and client.hlen(IN_FLIGHT_KEY) == 0
+    finally:
+        server.stop()

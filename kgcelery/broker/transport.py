@@ -17,13 +17,20 @@ so it is still one round trip. Whatever happens after the script, the message is
 ``unacked`` hash: acked when done, restored after the visibility timeout otherwise.
 Needs Redis 6.2 (``BLMOVE``). Everything else (acks, rejects, restores, priorities,
 fanout) is kombu's.
+
+A full Redis (``maxmemory`` reached under ``noeviction``, where the bridge's writes are
+refused and it pauses) refuses ``BLMOVE`` too, but not the take, which frees what it
+moves: the workers then take without waiting, pausing between empty polls, and so
+drain the queues that make room again, instead of failing on every poll.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+import redis
 from kombu.transport import TRANSPORT_ALIASES, _transport_cache, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
@@ -31,8 +38,18 @@ from kombu.utils.encoding import bytes_to_str
 from kgcelery.broker.layout import IN_FLIGHT_KEY, load_script
 from kgcelery.fastjson import loads
 
+log = logging.getLogger(__name__)
+
 #: Pops a message and records it as unacknowledged in one step (lua/take.lua).
 TAKE = load_script("take")
+#: How long the workers take without waiting once Redis said it is full, and how long
+#: they pause after a take that found nothing meanwhile.
+FULL_RECHECK_S = 5.0
+FULL_PAUSE_S = 0.5
+
+
+def _is_full(exc: redis.ResponseError) -> bool:
+    return str(exc).startswith(("OOM", "command not allowed when used memory"))
 
 
 class QoS(kombu_redis.QoS):
@@ -66,6 +83,10 @@ class Channel(kombu_redis.Channel):
     # worker of several queues (a fleet worker: ``fleet.idle`` and its clients) would
     # wait the full poll timeout on an empty queue between two tasks of a busy one.
     _ready_key: str = ""
+    # Until when Redis counts as full (see the module docstring), and whether the
+    # commands in flight begin with a wait.
+    _full_until: float = 0.0
+    _waiting: bool = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Queues consumed without acknowledgements: what is taken from them is not
@@ -89,7 +110,7 @@ class Channel(kombu_redis.Channel):
             self._get_no_ack = False
 
     def _take_command(self, queues: list[str], timeout: float) -> list[tuple[Any, ...]]:
-        """The wait (when ``timeout``) and the take, for these queues."""
+        """The wait (when ``timeout`` and Redis is not full) and the take."""
         if self.global_keyprefix:
             raise ValueError("kgcelery's transport does not support global_keyprefix")
         pairs = [(self._q_for_pri(queue, pri), queue) for pri in self.priority_steps
@@ -103,7 +124,8 @@ class Channel(kombu_redis.Channel):
         wait = ("BLMOVE", watched, watched, "RIGHT", "RIGHT", timeout)
         take = ("EVAL", TAKE, len(keys) + 3, self.unacked_key, self.unacked_index_key,
                 IN_FLIGHT_KEY, *keys, *record)
-        return [wait, take] if timeout else [take]
+        self._waiting = bool(timeout) and time.monotonic() >= self._full_until
+        return [wait, take] if self._waiting else [take]
 
     def _accept(self, taken: Any) -> tuple[str, Any]:
         """The queue and the decoded message of the script's reply; notes what it recorded
@@ -134,7 +156,7 @@ class Channel(kombu_redis.Channel):
         connection = self.client.connection
         try:
             try:
-                waited = self.client.parse_response(connection, "BLMOVE", **options)
+                waited = self._read_wait(connection, **options) if self._waiting else None
                 taken = self.client.parse_response(connection, "EVAL", **options)
             except self.connection_errors:
                 # As kombu does: a broken connection is dropped and made again.
@@ -144,6 +166,8 @@ class Channel(kombu_redis.Channel):
                 self._queue_cycle.rotate(self._deliver_taken(taken))
                 return True
             self._ready_key = ""
+            if not self._waiting:
+                time.sleep(FULL_PAUSE_S)  # Redis full: no blocking wait to pace the polls
             if waited is None and len(self.active_queues) > 1:
                 # Waited on an empty queue: wait on the next one next time.
                 first = self._queue_cycle.consume(1)
@@ -153,6 +177,20 @@ class Channel(kombu_redis.Channel):
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def _read_wait(self, connection: Any, **options: Any) -> Any:
+        try:
+            return self.client.parse_response(connection, "BLMOVE", **options)
+        except redis.ResponseError as exc:
+            if not _is_full(exc):
+                # The take's reply is still to be read: drop the connection instead.
+                connection.disconnect()
+                raise
+            if time.monotonic() >= self._full_until:
+                log.warning("Redis is full (%s); taking tasks without waiting, which makes "
+                            "room, until it is not", exc)
+            self._full_until = time.monotonic() + FULL_RECHECK_S
+            return None
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
         """The synchronous path (``basic_get``, polling consumers): the same script."""
