@@ -27,6 +27,7 @@ from kombu.transport import redis as kombu_redis
 
 from kgcelery.app import create_app
 from kgcelery.bridge.batcher import Batch
+from kgcelery.broker.base import QueueWork
 from kgcelery.broker.envelope import task_body
 from kgcelery.broker.kombu_broker import KombuBroker
 from kgcelery.broker.layout import (
@@ -315,3 +316,21 @@ def test_a_full_redis_is_drained_by_the_workers_not_fatal_to_them(
         assert client.hlen("unacked") == 0 and client.hlen(IN_FLIGHT_KEY) == 0
     finally:
         server.stop()
+
+
+def test_work_of_many_clients_counts_each_ones_queue_flight_and_records(
+        broker_url: str) -> None:
+    client = redis.Redis.from_url(broker_url)
+    broker = RedisBroker(create_app_for(broker_url), broker_url)
+    origins = [["raw.k8s.events", 0, n, f"event::{n}", 0] for n in range(500)]
+    broker.publish([Batch("w-busy", "event", 0.0, [b"{}"] * 500, origins)] * 3)
+    broker.publish([Batch("w-flying", "log", 0.0, [b"{}"] * 40, origins[:40])])
+    _take(client, "client.w-flying")
+    client.lpush(priority_lists("client.w-urgent")[2], "{}")  # a priority list, no header
+    work = broker.work_of(["w-busy", "w-flying", "w-idle", "w-urgent"],
+                          default_records_per_task=100)
+    assert work["w-busy"] == QueueWork(queued=3, in_flight=0, records=1500)
+    assert work["w-flying"] == QueueWork(queued=0, in_flight=1, records=100)
+    assert work["w-idle"] == QueueWork(queued=0, in_flight=0, records=0)
+    assert work["w-urgent"] == QueueWork(queued=1, in_flight=0, records=100)
+    assert broker.work_of([], default_records_per_task=1) == {}

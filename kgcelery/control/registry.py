@@ -193,11 +193,19 @@ class Registry:
 
     def all(self) -> list[ClientRecord]:
         ids = sorted(str(_text(member)) for member in self.redis.smembers(CLIENTS_KEY))
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=False)
         for client_id in ids:
             pipe.hgetall(client_key(client_id))
         return [ClientRecord.from_hash(client_id, raw)
                 for client_id, raw in zip(ids, pipe.execute(), strict=True) if raw]
+
+    def states(self, client_ids: list[str]) -> dict[str, str]:
+        """Each client's lifecycle state now, as :meth:`all` reads it; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for client_id in client_ids:
+            pipe.hget(client_key(client_id), "state")
+        return {client_id: _text(raw) or ACTIVE
+                for client_id, raw in zip(client_ids, pipe.execute(), strict=True)}
 
     def registered_ids(self) -> set[str]:
         """Clients whose records the bridge accepts."""
@@ -250,18 +258,36 @@ class Registry:
     def set_desired(self, client_id: str, workers: int, *, reason: str,
                     now: float | None = None) -> bool:
         """Record the pool size the control plane wants; True if it changed."""
+        return client_id in self.set_desired_many({client_id: (workers, reason)}, now=now)
+
+    def set_desired_many(self, wanted: Mapping[str, tuple[int, str]], *,
+                         now: float | None = None) -> set[str]:
+        """Record the pool size (and why) the control plane wants for each client; returns
+        the clients whose size changed. Two round trips, whatever the number of clients."""
         now = time.time() if now is None else now
-        key = client_key(client_id)
-        previous = _text(self.redis.hget(key, "desired_workers"))
-        changed = previous is None or int(previous) != workers
-        # desired_at is the start of the cooldown: only real changes move it.
-        self.redis.hset(key, mapping={"desired_workers": workers, "desired_reason": reason,
-                                      **({"desired_at": now} if changed else {})})
+        clients = list(wanted)
+        pipe = self.redis.pipeline()
+        for client_id in clients:
+            pipe.hget(client_key(client_id), "desired_workers")
+        previous = dict(zip(clients, (_text(raw) for raw in pipe.execute()), strict=True))
+        changed = set()
+        for client_id, (workers, reason) in wanted.items():
+            before = previous[client_id]
+            moved = before is None or int(before) != workers
+            # desired_at is the start of the cooldown: only real changes move it.
+            pipe.hset(client_key(client_id), mapping={
+                "desired_workers": workers, "desired_reason": reason,
+                **({"desired_at": now} if moved else {})})
+            if moved:
+                changed.add(client_id)
+                log.info("client %s: desired workers %s -> %d (%s)", client_id, before,
+                         workers, reason)
+                pipe.lpush(DECISIONS_KEY, json.dumps({
+                    "client_id": client_id, "from": before and int(before), "to": workers,
+                    "reason": reason, "at": now}))
         if changed:
-            log.info("client %s: desired workers %s -> %d (%s)", client_id, previous,
-                     workers, reason)
-            self._log_decision({"client_id": client_id, "from": previous and int(previous),
-                                "to": workers, "reason": reason, "at": now})
+            pipe.ltrim(DECISIONS_KEY, 0, TRANSITIONS_KEPT - 1)
+        pipe.execute()
         return changed
 
     def mark_idle(self, idle: Mapping[str, bool], *,

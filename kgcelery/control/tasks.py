@@ -93,10 +93,10 @@ def scale_worker_pools() -> dict[str, int]:
     decisions = plan(pools, policy_of(settings), now)
     # Expiry may have moved a client on meanwhile (e.g. retired it and stopped its
     # workers); a decision made for its old state waits for the next run.
-    states_now = {r.client_id: r.state for r in reg.all()}
-    for client_id, decision in decisions.items():
-        if states_now.get(client_id) == pools[client_id].state:
-            reg.set_desired(client_id, decision.desired, reason=decision.reason, now=now)
+    states_now = reg.states(list(decisions))
+    reg.set_desired_many({client_id: (decision.desired, decision.reason)
+                          for client_id, decision in decisions.items()
+                          if states_now.get(client_id) == pools[client_id].state}, now=now)
     try:
         consumers = consumers_per_client(active_queues(app, settings.inspect_timeout_s))
     except Exception as exc:  # noqa: BLE001 - the decision stands; the count waits a round
