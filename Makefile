@@ -28,6 +28,15 @@ test: install chromium broker-contract
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The browser test drives Debian's Chromium: installed when missing (CI runs as root on
+# Debian); quiet when it is already there.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium missing: 'apt-get install chromium chromium-driver' as root"; fi; }
+
 # What kgcelery knows of kombu's Redis layout (kgcelery/broker/) is checked by
 # tests/test_broker_contract.py on the newest kombu the pin admits (the main suite) and on
 # the oldest, in a venv of its own. Widen the pin in pyproject.toml only to minors this
