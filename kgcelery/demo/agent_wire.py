@@ -253,6 +253,12 @@ def _service_ips(spec: Mapping[str, Any]) -> list[str]:
     return ips
 
 
+def node_ready(node: Mapping[str, Any]) -> bool:
+    """``nodeReady``: the Ready condition is True."""
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in node.get("status", {}).get("conditions", ()))
+
+
 def _per_kind(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The hint fields each ``push<Kind>`` sets, in ``ResourceRecord`` field order."""
     kind, spec, status = obj["kind"], obj.get("spec", {}), obj.get("status", {})
@@ -295,9 +301,7 @@ def _per_kind(obj: Mapping[str, Any]) -> dict[str, Any]:
                 "spec": go_map({"schedule": spec.get("schedule", ""),
                                 "suspend": spec.get("suspend", False)})}
     if kind == "Node":
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in status.get("conditions", ()))
-        return {"status": {"ready": ready}}
+        return {"status": {"ready": node_ready(obj)}}
     raise ValueError(f"the state-watcher has no informer for {kind}")
 
 
