@@ -8,10 +8,14 @@ from collections import Counter
 
 import pytest
 
+from kgcelery.clients import queue_for
+from kgcelery.control.registry import Registry
+from kgcelery.deadletter import headers_of
 from kgcelery.demo import producer
 from kgcelery.demo.agent_wire import WATCHED_KINDS
+from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
-from tests.helpers import read_topic
+from tests.helpers import Processes, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +58,56 @@ def test_run_demo_plays_the_agents_records_into_their_topics(test_settings: Sett
         assert message.key().decode() == value["message_key"] == (
             f"{value['client_id']}::{value['kubernetes']['pod_uid']}")
         assert value["client_id"] in clients and value["etype"] == "k8s.log"
+
+
+GRAPH_KINDS = ("Pod", "Node", "Service", "Deployment", "ReplicaSet", "DaemonSet", "CronJob",
+               "Job", "Container", "Event", "Alert", "LogPattern", "PromTarget")
+
+
+@pytest.mark.xfail(strict=True, reason="needs agents-bridge and agents-graph")
+def test_the_demos_graphs_hold_every_kind_with_no_manual_registration(
+        test_settings: Settings, processes: Processes, graph: GraphStore,
+        registry: Registry) -> None:
+    """What ``make up`` shows: the agent's records alone register the clients and fill
+    their graphs with objects, edges between real objects, targets, alerts and logs."""
+    client = "acme-prod"
+    processes.bridge()
+    processes.worker(queue_for(client))
+    stop = threading.Event()
+    demo = threading.Thread(target=producer.run_demo, args=(test_settings,), daemon=True,
+                            kwargs={"clients": 1, "rate": 20, "duration": 0, "stop": stop})
+    demo.start()
+
+    def labels() -> set[str]:
+        try:
+            rows = graph.run(client, "MATCH (n) UNWIND labels(n) AS label "
+                                     "RETURN DISTINCT label")
+        except Exception:  # noqa: BLE001 - the graph does not exist yet
+            return set()
+        return {row[0] for row in rows}
+
+    def refused() -> list[dict[str, str]]:
+        # The demo sends nothing kgcelery should refuse: any dead letter fails at once.
+        return [headers_of(m) for topic in (test_settings.dlq_raw_topic,
+                                            test_settings.dlq_normalized_topic)
+                for m in read_topic(test_settings, topic, expect=1, timeout=0.3)]
+
+    def filled() -> bool:
+        letters = refused()
+        assert not letters, [(h.get("kg-reason"), h.get("kg-error", "")[:200])
+                             for h in letters[:5]]
+        return set(GRAPH_KINDS) <= labels()
+
+    try:
+        wait_for(filled, timeout=120, what=f"every kind in {client}'s graph")
+    finally:
+        stop.set()
+        demo.join(60)
+    registered = registry.get(client)
+    assert registered is not None and registered.cluster_name == "acme-eu-west-1"
+    assert not graph.run(client, "MATCH (n:Resource) WHERE n.placeholder = true "
+                                 "RETURN n.id")
+    assert graph.run(client, "MATCH (:Pod)-[r:SCHEDULED_ON]->(:Node) RETURN count(r)")[0][0] > 0
+    assert graph.run(client, "MATCH (:Service)-[r:SELECTS]->(:Pod) RETURN count(r)")[0][0] > 0
+    assert graph.run(client, "MATCH (n:Node) WHERE n.ready = true RETURN count(n)")[0][0] > 0
+    assert graph.run(client, "MATCH (:PromTarget)-[r:SCRAPES]->() RETURN count(r)")[0][0] > 0
