@@ -337,7 +337,8 @@ def test_row7_topology_edges_land_on_the_objects_they_name(rig: Rig) -> None:
     rig.settle(client, edges + objects,
                lambda: _processed(rig, client) >= len(edges) + len(objects),
                what="objects and edges written")
-    assert edges_of(rig.graph, client, "SCHEDULED_ON") == {("Pod/shop/web-1", "Node/node-1")}
+    assert edges_of(rig.graph, client, "SCHEDULED_ON") == {("Pod/shop/web-1", "Node/node-1"),
+                                                           ("Pod/shop/web-2", "Node/node-1")}
     assert ("ReplicaSet/shop/web-5d8", "Pod/shop/web-1") in edges_of(rig.graph, client, "OWNS")
     assert edges_of(rig.graph, client, "SELECTS") == {("Service/shop/web", "Pod/shop/web-1"),
                                                        ("Service/shop/web", "Pod/shop/web-2")}
