@@ -184,7 +184,7 @@ def test_row1_cluster_registry_job_registers_by_the_bare_client_id(rig: Rig) -> 
     registered = rig.registry.get(client)
     assert registered is not None and client in rig.registry.registered_ids()
     assert (registered.cluster_name, registered.version) == ("prod-eu", wire.CHART_VERSION)
-    assert registered.region == "eu-west-1"  # type: ignore[attr-defined]
+    assert registered.region == "eu-west-1"
     assert registered.registered_at == to_epoch("2026-09-21T14:13:20Z")
 
 
