@@ -103,14 +103,12 @@ def test_the_story_does_not_depend_on_the_log_volume() -> None:
 
 # --- the wire shapes -----------------------------------------------------------------
 
-def test_registration_and_heartbeat_follow_the_wire_contract() -> None:
+def test_the_cluster_runs_in_one_region_of_its_nodes_zones() -> None:
     cluster = SimulatedCluster("globex-staging", "globex-staging-gke", seed=1)
-    registration = cluster.registration(T0)
-    assert set(registration) == {"client_id", "cluster_name", "version", "registered_at",
-                                 "metadata"}
-    assert registration["client_id"] == "globex-staging"
-    assert to_epoch(registration["registered_at"]) == T0
-    assert to_epoch(cluster.heartbeat(T0 + 10)["timestamp"]) == T0 + 10
+    region = cluster.region(T0)
+    zones = {node["metadata"]["labels"]["topology.kubernetes.io/zone"]
+             for node in cluster.nodes(T0)}
+    assert zones and all(zone[:-1] == region for zone in zones)
 
 
 def test_demo_client_ids_are_valid_and_distinct() -> None:

@@ -24,14 +24,9 @@ from kgcelery.demo.rollouts import MissingImageTag, NoRoomForRecommender
 from kgcelery.demo.scenarios import FlakyReadiness, OomKills, WrongDatabasePort
 from kgcelery.demo.sim import Sim
 from kgcelery.demo.topology import build
-from kgcelery.demo.world import DemoRecord, iso_micro
-from kgcelery.normalize.timeparse import iso
+from kgcelery.demo.world import DemoRecord
 
-__all__ = ["AGENT_VERSION", "DemoRecord", "SimulatedCluster"]
-
-#: The ``version`` a simulated cluster registers with (that of its pretend agent).
-AGENT_VERSION = "kgcelery-demo/0.1.0"
-KUBERNETES_VERSION = "v1.29.4"
+__all__ = ["DemoRecord", "SimulatedCluster"]
 
 #: When each scenario begins, in seconds after the start (a random part is added).
 _SCENARIO_STARTS = (
@@ -41,7 +36,8 @@ _SCENARIO_STARTS = (
 
 
 class SimulatedCluster:
-    """One client's cluster: registration, heartbeats, a snapshot, then telemetry by tick.
+    """One client's cluster: a snapshot, then what happens in it by tick (its agent,
+    :mod:`kgcelery.demo.agent`, turns that into what goes on the wire).
 
     :param client_id: the client the records belong to (must be a valid client id).
     :param cluster_name: the cluster's name, as registered.
@@ -72,21 +68,14 @@ class SimulatedCluster:
         self._clock = max(self._clock, now)
         return self._clock
 
-    def registration(self, now: float) -> dict[str, Any]:
-        """The value of this cluster's ``registry`` record."""
+    def region(self, now: float) -> str:
+        """The cloud region the cluster's nodes run in (their zone without its letter)."""
         nodes = self._started(now).world.of_kind("Node")
-        zone = nodes[0]["metadata"]["labels"]["topology.kubernetes.io/zone"]
-        return {
-            "client_id": self.client_id, "cluster_name": self.cluster_name,
-            "version": AGENT_VERSION, "registered_at": iso_micro(now),
-            "metadata": {"kubernetes_version": KUBERNETES_VERSION, "provider": "aws",
-                         "region": zone[:-1], "nodes": len(nodes), "simulated": True,
-                         "seed": self.seed},
-        }
+        return str(nodes[0]["metadata"]["labels"]["topology.kubernetes.io/zone"])[:-1]
 
-    def heartbeat(self, now: float) -> dict[str, Any]:
-        """The value of a ``heartbeat`` record."""
-        return {"timestamp": iso(now)}
+    def nodes(self, now: float) -> list[dict[str, Any]]:
+        """The cluster's Node objects as they are now (for what polls them, like Prometheus)."""
+        return self._started(now).world.of_kind("Node")
 
     def snapshot(self, now: float) -> list[DemoRecord]:
         """Every object as it is now, one ``resource`` record each."""

@@ -1,28 +1,33 @@
 """``kgcelery demo``: play simulated client clusters into Kafka, as their agents would.
 
-Order: every registration first (flushed, so the bridge knows the clients before
-their telemetry), then every cluster's snapshot, then once a second each cluster's
-telemetry (``rate`` records per second per client, roughly) and every 10 s its
-heartbeat, until ``stop`` is set or ``duration`` seconds have passed. Keys are
-``<client>::<entity>``, values UTF-8 JSON, the topic of a kind is the first topic
-that the settings map to it.
+Each cluster has its kg-rca-agent (:mod:`kgcelery.demo.agent`), which puts on Kafka
+what the real one does (``AGENT_FORMATS.md``; ``docs/AGENTS.md``): keys, topics and
+values as the chart's jobs, the state-watcher, Vector and the alert-receiver write
+them. Order: the install jobs' registrations first (flushed, so the bridge knows the
+clients before their telemetry), then every cluster's informer snapshot, heartbeats
+and Prometheus targets, then once a second each cluster's telemetry (``rate`` records
+per second per client, roughly, before the agent fans them out into records), the
+state-watcher's heartbeat and targets every 30 s and the CronJob's heartbeat every
+minute, until ``stop`` is set or ``duration`` seconds have passed.
+
+Topics are the agent's defaults, or the topic of the settings that ends with
+``.<default>`` (a prefixed deployment); a topic kgcelery does not read is not played
+(logged once).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import Counter
-from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from kgcelery.clients import validate_client_id
+from kgcelery.demo.agent import CRONJOB_HEARTBEAT_S, PROM_TARGETS_S, WATCHER_HEARTBEAT_S, Agent
+from kgcelery.demo.agent_wire import AGENT_TOPICS, WireRecord
 from kgcelery.demo.cluster import SimulatedCluster
-from kgcelery.demo.world import DemoRecord
-from kgcelery.errors import KgceleryError
 from kgcelery.kafka import producer_config
 from kgcelery.settings import Settings
 
@@ -32,12 +37,10 @@ log = logging.getLogger("kgcelery.demo")
 DEMO_CLIENTS = (("acme-prod", "acme-eu-west-1"), ("globex-staging", "globex-staging-gke"),
                 ("initech-dev", "initech-dev-kind"))
 TICK_S = 1.0
-HEARTBEAT_S = 10.0
 REPORT_S = 10.0
 #: A short pause after the registrations, so that a bridge already running has stored
 #: them before the first telemetry of those clients reaches it.
 REGISTRATION_GRACE_S = 1.0
-_KINDS = ("registry", "heartbeat", "resource", "event", "log", "alert")
 _LOGGED_FAILURES = 10
 
 
@@ -49,24 +52,30 @@ def demo_clients(count: int) -> list[tuple[str, str]]:
     return [(validate_client_id(client), cluster) for client, cluster in clients]
 
 
-def topics_by_kind(settings: Settings) -> dict[str, str]:
-    """The topic each kind is produced to; raises if a kind has none."""
+def agent_topics(settings: Settings) -> dict[str, str]:
+    """The settings' topic for each of the agent's default topics that kgcelery reads."""
     topics: dict[str, str] = {}
-    for kind in _KINDS:
-        candidates = settings.topics_of(kind)
-        if not candidates:
-            raise KgceleryError(f"no topic carries kind {kind!r}; add one to KGCELERY_TOPICS")
-        topics[kind] = candidates[0]
+    for topic in AGENT_TOPICS:
+        if topic in settings.topics:
+            topics[topic] = topic
+            continue
+        prefixed = [name for name in settings.topics if name.endswith("." + topic)]
+        if len(prefixed) == 1:
+            topics[topic] = prefixed[0]
     return topics
 
 
 class _Output:
-    """A producer that counts what it sends (by kind and client) and what failed."""
+    """A producer that counts what it sends (by topic and client) and what failed."""
 
     def __init__(self, settings: Settings) -> None:
         self.producer = Producer(producer_config(settings))
-        self.topics = topics_by_kind(settings)
-        self.by_kind: Counter[str] = Counter()
+        self.topics = agent_topics(settings)
+        unread = [topic for topic in AGENT_TOPICS if topic not in self.topics]
+        if unread:
+            log.warning("demo: the agent also writes %s, which KGCELERY_TOPICS does not "
+                        "name; those records are not played", ", ".join(unread))
+        self.by_topic: Counter[str] = Counter()
         self.by_client: Counter[str] = Counter()
         self.failures = 0
 
@@ -79,71 +88,92 @@ class _Output:
         elif self.failures == _LOGGED_FAILURES + 1:
             log.warning("demo: more delivery failures; only their count is reported from now")
 
-    def send(self, client: str, kind: str, entity: str, value: dict[str, Any],
-             at: float) -> None:
-        payload = json.dumps(value, separators=(",", ":")).encode("utf-8")
-        while True:
-            try:
-                self.producer.produce(self.topics[kind], key=f"{client}::{entity}".encode(),
-                                      value=payload, timestamp=int(at * 1000),
-                                      on_delivery=self._delivered)
-                break
-            except BufferError:
-                # The local queue is full: let librdkafka deliver some first.
-                self.producer.poll(0.1)
-        self.by_kind[kind] += 1
-        self.by_client[client] += 1
-
-    def send_records(self, client: str, records: list[DemoRecord]) -> None:
+    def send(self, client: str, records: list[WireRecord], at: float) -> None:
         for record in records:
-            self.send(client, record.kind, record.entity, record.value, record.ts)
+            topic = self.topics.get(record.topic)
+            if topic is None:
+                continue
+            while True:
+                try:
+                    self.producer.produce(topic, key=record.key, value=record.value,
+                                          timestamp=int(at * 1000),
+                                          on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    # The local queue is full: let librdkafka deliver some first.
+                    self.producer.poll(0.1)
+            self.by_topic[record.topic] += 1
+            self.by_client[client] += 1
         self.producer.poll(0)
 
     def report(self, prefix: str) -> None:
-        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.by_kind.items()))
+        topics = ", ".join(f"{topic} {count}" for topic, count in sorted(self.by_topic.items()))
         clients = ", ".join(f"{client} {count}" for client, count in self.by_client.items())
         log.info("demo %s: %d records (%s); by client: %s; %d delivery failures", prefix,
-                 sum(self.by_kind.values()), kinds, clients, self.failures)
+                 sum(self.by_topic.values()), topics, clients, self.failures)
+
+
+class _Played:
+    """One simulated cluster and its agent, with the agent's periodic duties."""
+
+    def __init__(self, cluster: SimulatedCluster, start: float) -> None:
+        self.cluster = cluster
+        self.agent = Agent(cluster.client_id, cluster.cluster_name, region=cluster.region(start),
+                           seed=cluster.seed)
+        self.next_watcher_beat = self.next_cronjob_beat = self.next_targets = start
+
+    def periodic(self, now: float) -> list[WireRecord]:
+        """Heartbeats and target polls that are due."""
+        out: list[WireRecord] = []
+        if now >= self.next_watcher_beat:
+            out.append(self.agent.watcher_heartbeat(now))
+            self.next_watcher_beat += WATCHER_HEARTBEAT_S
+        if now >= self.next_cronjob_beat:
+            out.append(self.agent.cronjob_heartbeat(now))
+            self.next_cronjob_beat += CRONJOB_HEARTBEAT_S
+        if now >= self.next_targets:
+            out += self.agent.prom_targets(self.cluster.nodes(now), now)
+            self.next_targets += PROM_TARGETS_S
+        return out
 
 
 def run_demo(settings: Settings, *, clients: int, rate: float, duration: float,
              stop: threading.Event) -> None:
     """Play ``clients`` simulated clusters into Kafka until ``stop`` or ``duration``.
 
-    :param settings: Kafka address and the topic of each kind.
+    :param settings: Kafka address and the topics kgcelery reads.
     :param clients: how many client clusters to play (each with its own seed).
-    :param rate: telemetry records per second per client, roughly.
+    :param rate: telemetry records per second per client, roughly (each becomes one or
+        more agent records: a pod change is a resource record and its edges).
     :param duration: seconds to run; 0 or less runs until ``stop`` is set.
     :param stop: set it to stop; the producer then flushes and returns.
     """
-    clusters = [SimulatedCluster(client, cluster, seed=index)
-                for index, (client, cluster) in enumerate(demo_clients(clients))]
-    out = _Output(settings)
     start = time.time()
-    for cluster in clusters:
-        out.send(cluster.client_id, "registry", "registry", cluster.registration(start), start)
+    played = [_Played(SimulatedCluster(client, cluster, seed=index), start)
+              for index, (client, cluster) in enumerate(demo_clients(clients))]
+    out = _Output(settings)
+    for one in played:
+        out.send(one.cluster.client_id, one.agent.install(start), start)
     out.producer.flush(30)
-    log.info("demo: registered %s", ", ".join(cluster.client_id for cluster in clusters))
+    log.info("demo: installed the agent in %s (its registration jobs ran)",
+             ", ".join(one.cluster.client_id for one in played))
     stop.wait(REGISTRATION_GRACE_S)
-    for cluster in clusters:
+    for one in played:
         now = time.time()
-        out.send_records(cluster.client_id, cluster.snapshot(now))
-    next_tick = next_heartbeat = time.time()
+        out.send(one.cluster.client_id, one.agent.snapshot(one.cluster.snapshot(now)), now)
+    next_tick = time.time()
     next_report = next_tick + REPORT_S
     owed = 0.0
     while not stop.is_set():
         now = time.time()
         if duration > 0 and now - start >= duration:
             break
-        if now >= next_heartbeat:
-            for cluster in clusters:
-                out.send(cluster.client_id, "heartbeat", "heartbeat", cluster.heartbeat(now), now)
-            next_heartbeat += HEARTBEAT_S
         # Fractional rates add up over the ticks instead of being rounded away.
         owed += max(rate, 0.0) * TICK_S
         count, owed = int(owed), owed - int(owed)
-        for cluster in clusters:
-            out.send_records(cluster.client_id, cluster.tick(now, count))
+        for one in played:
+            records = one.agent.translate(one.cluster.tick(now, count))
+            out.send(one.cluster.client_id, records + one.periodic(now), now)
         if now >= next_report:
             out.report("progress")
             next_report += REPORT_S
