@@ -75,7 +75,8 @@ def clients(as_json: bool, history: int, no_inspect: bool) -> None:
                    f"{'FLIGHT':>6} {'WORKERS':>8} {'PIN':>4}")
     for row in rows:
         desired = "-" if row.workers_desired is None else str(row.workers_desired)
-        click.echo(f"{row.client:<24} {row.cluster[:20]:<20} {row.state:<9} "
+        cluster = f"{row.cluster} ({row.region})" if row.region else row.cluster
+        click.echo(f"{row.client:<24} {cluster[:20]:<20} {row.state:<9} "
                    f"{_age(row.last_heartbeat_age_s):>7} {row.queue_depth:>6} "
                    f"{row.in_flight:>6} {desired + '/' + str(row.workers_actual):>8} "
                    f"{'-' if row.pin is None else row.pin:>4}")
