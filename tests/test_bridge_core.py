@@ -447,3 +447,37 @@ def test_rejections_of_a_named_client_carry_it() -> None:
 def test_tombstones_of_topology_edges_pass_to_the_workers() -> None:
     routed = _classify("state.k8s.topology", b"af-9::edge:pod:default:web-1->node:n1", None)
     assert routed.values() == [None] and routed.entity == "edge:pod:default:web-1->node:n1"
+
+
+class _RegistryRecorder:
+    """Records what apply_registry asks of the registry (a pure mapping test)."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[str, dict[str, Any]]] = []
+        self.deregistered: list[str] = []
+
+    def register(self, client_id: str, **fields: Any) -> None:
+        self.registered.append((client_id, fields))
+
+    def deregister(self, client_id: str) -> None:
+        self.deregistered.append(client_id)
+
+
+def test_registration_fields_as_the_charts_name_them() -> None:
+    from kgcelery.bridge.control_records import apply_registry
+
+    recorder = _RegistryRecorder()
+    row1 = _classify("cluster.registry", b"af-9", REGISTRATION_ROW1).values()[0]
+    apply_registry(recorder, "af-9", {**row1, "platform": "k3s"})  # type: ignore[arg-type]
+    key, value = kcat_split(REGISTRATION_LINE_ROW2)
+    row2 = _classify("cluster.registry", key, value).values()[0]
+    apply_registry(recorder, "af-9", row2)  # type: ignore[arg-type]
+    apply_registry(recorder, "af-9", None)  # type: ignore[arg-type]
+    (_, first), (_, second) = recorder.registered
+    assert first == {"cluster_name": "prod-eu", "version": "2.1.3", "region": "eu-west-1",
+                     "metadata": {"platform": "k3s"},  # unknown fields kept, not refused
+                     "registered_at": 1796464800.0}
+    assert (second["version"], second["region"], second["registered_at"]) == (
+        "2.1.3", "", 1796464800.0)
+    assert second["metadata"]["release_name"] == "kg-agent"
+    assert recorder.deregistered == ["af-9"]
