@@ -12,6 +12,11 @@ metric, and a warning of ``kgcelery check bridge`` (through the stats snapshot).
 Dead letters are logged at a bounded rate for every source: the first with its detail,
 the rest summed up in one line per source per ``log_interval``. Pure: the clock is
 passed in.
+
+Only sources with a recent dead letter are *watched* (their accepted records counted
+too): a source without one cannot be flooding, and counting every record of every
+source would cost the bridge's hot path. A watched source's window therefore starts at
+its first dead letter, which is the part of its history that matters.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class _SourceState:
     dead: int = 0
     total: int = 0
     flooding_since: float | None = None
-    seen_at: float = 0.0
+    dead_at: float = 0.0  # the last poll with a dead letter
     logged_at: float = float("-inf")
     unlogged: Counter[str] = field(default_factory=Counter)  # reason -> dead letters
     reason: str = ""
@@ -65,8 +70,8 @@ class SourceGuard:
     :param window: at least this many of a source's most recent records are judged
         together; a source is never flooding before it sent this many.
     :param log_interval: seconds between two dead-letter lines of one source.
-    :param quiet_after: a flooding source that sent nothing for this long is over (and
-        a source not seen for this long is forgotten).
+    :param quiet_after: a source with no dead letter for this long is no longer watched
+        (nor flooding).
     """
 
     def __init__(self, *, max_ratio: float, window: int, log_interval: float = 10.0,
@@ -75,8 +80,11 @@ class SourceGuard:
         self.window = window
         self.log_interval = log_interval
         self.quiet_after = quiet_after
-        #: Records accepted in the current poll, per source (the bridge's hot path).
+        #: Records accepted in the current poll, per watched source (the caller counts
+        #: them, for the sources in :attr:`watched` only).
         self.accepted: Counter[Source] = Counter()
+        #: topic -> clients (or UNKEYED) watched on it.
+        self.watched: dict[str, set[str]] = {}
         self._dead: Counter[Source] = Counter()
         self._sources: dict[Source, _SourceState] = {}
         self._swept_at = float("-inf")
@@ -87,6 +95,7 @@ class SourceGuard:
         state = self._sources.get(source)
         if state is None:
             state = self._sources[source] = _SourceState()
+            self.watched.setdefault(source[0], set()).add(source[1])
         state.unlogged[reason] += 1
         state.reason, state.detail = reason, detail
 
@@ -94,11 +103,10 @@ class SourceGuard:
         """Fold the poll's counts into each source's window; what to log now."""
         notices: list[Notice] = []
         for source in set(self.accepted) | set(self._dead):
-            dead = self._dead[source]
             state = self._sources.get(source)
-            if state is None:
-                state = self._sources[source] = _SourceState()
-            self._count(source, state, dead, dead + self.accepted[source], now, notices)
+            if state is not None:  # else forgotten since it was counted
+                dead = self._dead[source]
+                self._count(source, state, dead, dead + self.accepted[source], now, notices)
         self.accepted.clear()
         self._dead.clear()
         if now - self._swept_at < min(1.0, self.log_interval):
@@ -107,18 +115,23 @@ class SourceGuard:
         for source, state in list(self._sources.items()):
             if state.unlogged and now - state.logged_at >= self.log_interval:
                 notices.append(self._summary(source, state, now))
-            if now - state.seen_at >= self.quiet_after:
+            if now - state.dead_at >= self.quiet_after:
                 if state.flooding_since is not None:
-                    notices.append((logging.INFO, f"source {source[0]} x {source[1]} sent "
-                                    f"nothing for {self.quiet_after:.0f} s: flood over"))
+                    notices.append((logging.INFO, f"source {source[0]} x {source[1]}: no "
+                                    f"dead letter for {self.quiet_after:.0f} s, flood over"))
                 if state.unlogged:
                     notices.append(self._summary(source, state, now))
                 del self._sources[source]
+                clients = self.watched[source[0]]
+                clients.discard(source[1])
+                if not clients:
+                    del self.watched[source[0]]
         return notices
 
     def _count(self, source: Source, state: _SourceState, dead: int, total: int,
                now: float, notices: list[Notice]) -> None:
-        state.seen_at = now
+        if dead:
+            state.dead_at = now
         state.polls.append((dead, total))
         state.dead += dead
         state.total += total

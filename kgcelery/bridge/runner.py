@@ -167,7 +167,7 @@ class Bridge:
     def _route(self, messages: list[Message], now: float, ready: list[Batch]) -> None:
         kinds, limit = self.kinds, self.settings.max_value_bytes
         hard_limit = self.settings.client_queue_hard_limit
-        accepted = self.guard.accepted
+        accepted, watched = self.guard.accepted, self.guard.watched
         for message in messages:
             error = message.error()
             if error is not None:
@@ -197,7 +197,8 @@ class Bridge:
                                   (topic, partition or 0, offset or 0))
                 segment.settle()
                 continue
-            accepted[(topic, client)] += 1
+            if watched and client in watched.get(topic, ()):
+                accepted[(topic, client)] += 1  # a source with recent dead letters
             full = self.batcher.add(routed, segment, offset or 0, now,
                                     message.timestamp()[1])
             if full is not None:
