@@ -286,6 +286,10 @@ def test_a_flood_of_unkeyed_records_never_stops_the_bridge_for_the_others(
     strict = subprocess.run([sys.executable, "-m", "kgcelery", "check", "bridge", "--strict"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert strict.returncode == 1
+    stats = _cli(env, "bridge", "--stats")
+    assert f"FLOODING {raw_logs} x unkeyed" in stats
+    assert any(line.split()[1:4] == ["bad-key", "from", raw_logs] and line.endswith(" 5000")
+               for line in stats.splitlines()), stats
     listing = json.loads(_cli(env, "dlq", "list", "--source-topic", raw_logs, "--json"))
     assert [(row["reason"], row["client"], row["source_topic"], row["count"])
             for row in listing] == [("bad-key", "-", raw_logs, 5000)]
