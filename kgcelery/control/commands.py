@@ -163,12 +163,14 @@ def retire(client_id: str, force: bool) -> None:
 @click.argument("client_id", metavar="CLIENT")
 @click.option("--cluster", "cluster_name", required=True, help="The client's cluster name.")
 @click.option("--version", "version", default="", help="The agent's version.")
+@click.option("--region", default="", help="The cluster's region.")
 @friendly_errors
-def register(client_id: str, cluster_name: str, version: str) -> None:
+def register(client_id: str, cluster_name: str, version: str, region: str) -> None:
     """Register CLIENT by hand (as its agent's registration record would); it becomes active."""
     validate_client_id(client_id)
     with closing(_registry()) as registry:
         record = registry.register(client_id, cluster_name=cluster_name, version=version,
+                                   region=region,
                                    metadata={"registered_by": "kgcelery register"})
     click.echo(f"{client_id}: registered (cluster {record.cluster_name}, {record.state})")
 
