@@ -10,7 +10,9 @@ Docker reserves 2, so even a configuration that cannot be read answers 1 here.
 - ``graph``: the graph database answers.
 - ``bridge``: a bridge process on this host published its stats in the last
   ``--max-age`` seconds (each bridge writes them every 5 s to a key with a TTL: the arq
-  heartbeat pattern); ``--anywhere`` accepts a bridge on any host.
+  heartbeat pattern); ``--anywhere`` accepts a bridge on any host. A source (input topic
+  x client, or x unkeyed) that is nearly all dead-lettered is a WARNING line: the bridge
+  is healthy for everyone else, so the exit code stays 0 unless ``--strict``.
 - ``lag``: the bridge group's committed offsets are at most ``--max-lag`` records behind.
 - ``worker NAME``: the Celery worker ``NAME@<this host>`` answers a ping.
 - ``all``: redis, kafka and graph.
@@ -24,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import click
 import redis
@@ -48,6 +51,8 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    #: Something an operator should fix that does not make the service unhealthy.
+    warning: str = ""
 
 
 def redact(url: str) -> str:
@@ -130,7 +135,18 @@ def check_bridge(settings: Settings, max_age: float = 30.0, *,
     age = time.time() - newest["at"]
     detail = (f"bridge {newest['bridge']} reported {age:.0f} s ago, lag "
               f"{sum(newest['lag'].values())}" + (", PAUSED" if newest["paused"] else ""))
-    return CheckResult("bridge", age <= max_age, detail)
+    return CheckResult("bridge", age <= max_age, detail, warning=_floods(mine))
+
+
+def _floods(snapshots: list[dict[str, Any]]) -> str:
+    """The flooding sources the bridges report, in one line ("" when none)."""
+    floods = {(f["topic"], f["client"]): f for s in snapshots for f in s.get("flooding", [])}
+    if not floods:
+        return ""
+    return (f"{len(floods)} source(s) nearly all dead-lettered (consumption goes on for the "
+            "rest): " + "; ".join(
+                f"{topic} x {client}: {f['dead']} of the last {f['total']} ({f['reason']}: "
+                f"{f['detail']})" for (topic, client), f in sorted(floods.items())))
 
 
 def partition_lag(committed: int, low: int, high: int) -> int:
@@ -194,7 +210,10 @@ def _run(name: str, check: Callable[[], CheckResult]) -> CheckResult:
         return CheckResult(name, False, f"{type(exc).__name__}: {exc}")
 
 
-def _answer(*checks: tuple[str, Callable[[Settings], CheckResult]]) -> None:
+def _answer(*checks: tuple[str, Callable[[Settings], CheckResult]],
+            strict: bool = False) -> None:
+    """Print each result; exit 0 if all are healthy (and, with ``strict``, warn of
+    nothing), else 1."""
     try:
         settings = load_settings()
     except SystemExit:  # load_settings said why; 2 is reserved by Docker
@@ -203,7 +222,10 @@ def _answer(*checks: tuple[str, Callable[[Settings], CheckResult]]) -> None:
     for result in results:
         click.echo(f"{'ok' if result.ok else 'FAIL'}: {result.name}: {result.detail}",
                    err=not result.ok)
-    sys.exit(EXIT_HEALTHY if all(r.ok for r in results) else EXIT_UNHEALTHY)
+        if result.warning:
+            click.echo(f"WARNING: {result.name}: {result.warning}", err=True)
+    healthy = all(r.ok and not (strict and r.warning) for r in results)
+    sys.exit(EXIT_HEALTHY if healthy else EXIT_UNHEALTHY)
 
 
 _timeout = click.option("--timeout", default=5.0, show_default=True,
@@ -240,9 +262,16 @@ def check_graph_command() -> None:
 @click.option("--max-age", default=30.0, show_default=True,
               help="Seconds since the bridge's last report (it reports every 5 s).")
 @click.option("--anywhere", is_flag=True, help="Any bridge, not only one on this host.")
-def check_bridge_command(max_age: float, anywhere: bool) -> None:
-    """A bridge process on this host (container, pod) is alive and reporting."""
-    _answer(("bridge", lambda s: check_bridge(s, max_age, anywhere=anywhere)))
+@click.option("--strict", is_flag=True,
+              help="Exit 1 on a warning too (a source nearly all dead-lettered).")
+def check_bridge_command(max_age: float, anywhere: bool, strict: bool) -> None:
+    """A bridge process on this host (container, pod) is alive and reporting.
+
+    Sources nearly all dead-lettered (a producer keying its records wrongly) are
+    printed as a WARNING line; they stop nothing, so the exit code stays 0 unless
+    --strict.
+    """
+    _answer(("bridge", lambda s: check_bridge(s, max_age, anywhere=anywhere)), strict=strict)
 
 
 @check.command("lag")

@@ -50,21 +50,55 @@ class RecordKey:
     entity: str
 
 
+#: What a producer must change when its records name no client (the dead letter's detail).
+PRODUCER_FIX = ("fix on the producer: key records as <client>::<entity> (Vector: "
+                "key_field = \"message_key\" with message_key \"<client>::<pod_uid>\"; "
+                "kubernetes-event-exporter and other producers that key by uid alone: "
+                "prefix the key with '<client>::')")
+
+
 def parse_key(key: bytes | str | None) -> RecordKey:
     """Split ``af-9::event::abc123`` into client ``af-9`` and entity ``event::abc123``.
 
-    Raises :class:`BadKeyError` when there is no ``<client>::`` prefix and
-    :class:`InvalidClientIdError` when the prefix is not a valid client id.
+    Raises :class:`BadKeyError` when there is no ``<client>::`` prefix (its message says
+    what the producer must change) and :class:`InvalidClientIdError` when the prefix is
+    not a valid client id.
     """
     if key is None:
-        raise BadKeyError("record has no key; expected '<client>::<entity>'")
+        raise BadKeyError(f"record has no key, so it names no client; {PRODUCER_FIX}")
+    if isinstance(key, bytes):
+        try:
+            key = key.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadKeyError(f"key is not UTF-8: {key[:64]!r}; {PRODUCER_FIX}") from exc
+    client_id, separator, entity = key.partition(KEY_SEPARATOR)
+    if not separator:
+        raise BadKeyError(f"key {key[:128]!r} has no '<client>::' prefix, so it names no "
+                          f"client; {PRODUCER_FIX}")
+    validate_client_id(client_id)
+    return RecordKey(client_id, entity)
+
+
+def parse_control_key(key: bytes | str | None) -> RecordKey:
+    """The client a registry or heartbeat record names.
+
+    The agents key these records by the bare client id (``af-9``: the chart's jobs) or
+    as ``<client>::<anything>`` (``af-9::af-9``: the state-watcher's heartbeat); both name
+    client ``af-9``. Raises :class:`BadKeyError` for a missing, non-UTF-8 or bare key
+    that is not a client id, :class:`InvalidClientIdError` for an invalid prefix.
+    """
+    if key is None:
+        raise BadKeyError("control record has no key; key it by the client id ('af-9') "
+                          "or as '<client>::<anything>'")
     if isinstance(key, bytes):
         try:
             key = key.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadKeyError(f"key is not UTF-8: {key[:64]!r}") from exc
-    client_id, separator, entity = key.partition(KEY_SEPARATOR)
-    if not separator:
-        raise BadKeyError(f"key {key[:128]!r} has no '::'; expected '<client>::<entity>'")
-    validate_client_id(client_id)
-    return RecordKey(client_id, entity)
+    if KEY_SEPARATOR in key:
+        return parse_key(key)
+    if not CLIENT_ID_PATTERN.fullmatch(key):
+        raise BadKeyError(f"key {key[:128]!r} is neither a client id nor "
+                          "'<client>::<anything>'; key control records by the client id "
+                          "(kcat -k <client> with -K:: or no -K)")
+    return RecordKey(key, "")

@@ -70,8 +70,11 @@ class DeadLetterWriter:
         if error is not None:
             self._failures.append(str(error))
 
-    def send(self, letter: DeadLetter) -> None:
-        log.warning("dead letter (%s) from %s: %s", letter.reason, letter.origin, letter.error)
+    def send(self, letter: DeadLetter, *, quiet: bool = False) -> None:
+        """Produce ``letter``; logged unless ``quiet`` (the bridge logs at a bounded rate)."""
+        if not quiet:
+            log.warning("dead letter (%s) from %s: %s", letter.reason, letter.origin,
+                        letter.error)
         try:
             self._producer.produce(self.topic, key=letter.key, value=letter.value,
                                    headers=letter.headers(time.time()),

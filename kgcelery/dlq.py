@@ -106,24 +106,30 @@ def _reached(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
 
 
 def select(letters: Iterable[Letter], *, reasons: tuple[str, ...] = (),
-           clients: tuple[str, ...] = ()) -> Iterator[Letter]:
+           clients: tuple[str, ...] = (),
+           source_topics: tuple[str, ...] = ()) -> Iterator[Letter]:
     for letter in letters:
         if reasons and letter.reason not in reasons:
             continue
         if clients and letter.client not in clients:
             continue
+        if source_topics and letter.source_topic not in source_topics:
+            continue
         yield letter
 
 
 def summarize(letters: Iterable[Letter], samples: int = 3) -> list[dict[str, Any]]:
-    """Counts per (reason, client), with a few samples each; the biggest group first."""
-    groups: dict[tuple[str, str], list[Letter]] = defaultdict(list)
+    """Counts per (reason, client, source topic), with a few samples each; the biggest
+    group first. Records that name no client (client ``-``) are grouped by the topic
+    they came from, which tells which producer to fix."""
+    groups: dict[tuple[str, str, str], list[Letter]] = defaultdict(list)
     for letter in letters:
-        groups[(letter.reason, letter.client)].append(letter)
-    rows = [{"reason": reason, "client": client, "count": len(group),
+        groups[(letter.reason, letter.client, letter.source_topic)].append(letter)
+    rows = [{"reason": reason, "client": client, "source_topic": topic, "count": len(group),
              "samples": [letter.summary() for letter in group[:samples]]}
-            for (reason, client), group in groups.items()]
-    return sorted(rows, key=lambda row: (-row["count"], row["reason"], row["client"]))
+            for (reason, client, topic), group in groups.items()]
+    return sorted(rows, key=lambda row: (-row["count"], row["reason"], row["client"],
+                                         row["source_topic"]))
 
 
 def replay(settings: Settings, letters: Iterable[Letter], *, dry_run: bool) -> dict[str, int]:

@@ -16,12 +16,17 @@ class BadKeyError(KgceleryError, ValueError):
 
 
 class RejectedRecordError(KgceleryError):
-    """A record that must go to a dead-letter topic; ``reason`` is a short stable code."""
+    """A record that must go to a dead-letter topic; ``reason`` is a short stable code.
 
-    def __init__(self, reason: str, detail: str) -> None:
+    ``client_id`` is the client the record names, when it names a valid one ("" when
+    not): the bridge judges dead letters per topic and client.
+    """
+
+    def __init__(self, reason: str, detail: str, *, client_id: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.client_id = client_id
 
 
 class UnknownClientError(KgceleryError):

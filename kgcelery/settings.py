@@ -21,7 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: Kinds of record the bridge understands (the wire contract of DESIGN.md).
 KINDS = ("event", "log", "resource", "topology", "alert", "registry", "heartbeat")
 
-#: Topics that existing kg agents already produce, and the kind of each.
+#: Topics that existing kg agents already produce, and the kind of each
+#: (``raw.k8s.logs`` is Vector's raw mirror: unkeyed by the agent chart, so its records
+#: are dead-lettered ``bad-key`` unless the mirror is keyed ``<client>::<pod_uid>``).
 DEFAULT_TOPICS: dict[str, str] = {
     "raw.k8s.events": "event",
     "events.normalized": "event",
@@ -64,8 +66,12 @@ class Settings(BaseSettings):
         CLIENT_QUEUE_CEILING: tasks queued for one client above which it is reported
             (10000). CLIENT_QUEUE_HARD_LIMIT: above this, its records are dead-lettered as
             ``client-over-quota`` (0: never, the default).
-        DLQ_GUARD_RATIO / DLQ_GUARD_WINDOW: the bridge stops when this share of the last
-            window of records was dead-lettered (0.95 of 1000; ratio 1 turns it off).
+        DLQ_GUARD_RATIO / DLQ_GUARD_WINDOW: judged per source (input topic x client, or
+            x ``unkeyed`` for records naming no client): a source with this share of its
+            last window of records dead-lettered is reported as flooding (a log line, the
+            metric ``kgcelery_bridge_source_flooding``, a warning of ``kgcelery check
+            bridge``); its records are still dead-lettered one by one and nothing stops
+            (0.95 of 200).
         BRIDGE_METRICS_PORT: Prometheus endpoint of the bridge (0: off).
     Kafka security (every Kafka client: bridge, dead letters, dlq replay, checks, topics):
         KAFKA_SECURITY_PROTOCOL: ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT`` or
@@ -164,7 +170,7 @@ class Settings(BaseSettings):
     client_queue_ceiling: int = Field(default=10_000, ge=1)
     client_queue_hard_limit: int = Field(default=0, ge=0)
     dlq_guard_ratio: float = Field(default=0.95, gt=0, le=1)
-    dlq_guard_window: int = Field(default=1000, ge=10)
+    dlq_guard_window: int = Field(default=200, ge=10)
     bridge_metrics_port: int = Field(default=0, ge=0)
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (

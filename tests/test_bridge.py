@@ -228,18 +228,154 @@ def test_a_client_over_its_hard_limit_is_dead_lettered_not_lost(
     assert queued | refused == _expected(stream)[client]
 
 
-def test_the_guard_stops_a_bridge_that_dead_letters_everything(
-        test_settings: Settings, processes: Processes) -> None:
-    settings = test_settings.model_copy(update={"dlq_guard_window": 200,
-                                                "dlq_guard_ratio": 0.9})
-    produce(settings, topic_of(settings, "event"),
-            [(f"no-prefix-{i}", EVENT) for i in range(1000)])
-    bridge = processes.start("bridge-guard", [sys.executable, "-m", "kgcelery", "bridge"],
-                             settings)
-    wait_for(lambda: not bridge.alive(), timeout=60, what="the guard to stop the bridge")
-    assert bridge.returncode() == 1
-    assert "stopping rather than filling the DLQ" in bridge.tail(20)
-    assert "Traceback" not in bridge.tail(5)
+def _vector_log(pod: str, n: int) -> dict[str, Any]:
+    """A Vector ``kubernetes_logs`` record as the agent's raw mirror sends it."""
+    return {"message": f"GET /healthz 200 {n}", "source_type": "kubernetes_logs",
+            "stream": "stdout", "timestamp": "2026-12-05T10:00:00.123456789Z",
+            "kubernetes": {"pod_name": pod, "pod_namespace": "default",
+                           "pod_uid": f"uid-{pod}", "container_name": "app"}}
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+        return str(page.read().decode())
+
+
+def test_a_flood_of_unkeyed_records_never_stops_the_bridge_for_the_others(
+        test_settings: Settings, processes: Processes, registry: Registry,
+        broker_redis: redis.Redis, client_ids: list[str]) -> None:
+    """5,000 null-key records on raw.k8s.logs (a Vector raw mirror without key_field)
+    between two registered clients' records: both clients' records are queued, the
+    bridge keeps running, the flood is in dlq.raw as bad-key, reported per source."""
+    port = free_port()
+    settings = test_settings.model_copy(update={"bridge_metrics_port": port})
+    raw_logs = next(t for t in settings.topics_of("log") if t.endswith("raw.k8s.logs"))
+    first, second = client_ids[:2]
+    _register(registry, first, second)
+    bridge = processes.bridge(settings)
+    def clients_records(start: int) -> list[tuple[str | None, dict[str, Any]]]:
+        return [record for n in range(start, start + 500)
+                for record in ((f"{first}::log::f{n}", _vector_log("web-1", n)),
+                               (f"{second}::log::s{n}", _vector_log("api-1", n)))]
+
+    # The clients' records, then the flood alone (so that every poll of the bridge is
+    # nearly all dead letters: the old global guard stopped the bridge here), then the
+    # clients' records again.
+    before, after = clients_records(0), clients_records(500)
+    flood = [(None, _vector_log("unkeyed-1", n)) for n in range(5000)]
+    produced = 0
+    for part in (before, flood, after):
+        produced += produce(settings, raw_logs, part)
+        wait_for(lambda n=produced: all_committed(settings, raw_logs, n), timeout=90,
+                 what=f"the bridge to commit the first {produced} records")
+    assert bridge.alive(), "a flooding source must not stop the bridge"
+    keyed = [*before, *after]
+    _assert_all_queued(broker_redis, _expected(keyed))
+    letters = read_topic(settings, settings.dlq_raw_topic, expect=5000)
+    assert len(letters) == 5000
+    assert {(headers_of(m)["kg-reason"], headers_of(m)["kg-source-topic"], m.key())
+            for m in letters} == {("bad-key", raw_logs, None)}
+    assert "fix on the producer" in headers_of(letters[0])["kg-error"]
+    # Counted per source topic, reported as a flooding source, logged at a bounded rate.
+    wanted = [f'kgcelery_bridge_topic_dead_letters_total{{reason="bad-key",'
+              f'topic="{raw_logs}"}} 5000.0',
+              f'kgcelery_bridge_source_flooding{{client="unkeyed",topic="{raw_logs}"}} 1.0']
+    wait_for(lambda: all(line in _scrape(port) for line in wanted), timeout=30, what=wanted)
+    env = settings.child_env()
+    warned = wait_for(lambda: (lambda r: r.returncode == 0 and raw_logs in r.stderr and r)(
+        subprocess.run([sys.executable, "-m", "kgcelery", "check", "bridge"], env=env,
+                       capture_output=True, text=True, timeout=60)),
+        timeout=30, what="check bridge to warn of the flood")
+    assert "WARNING: bridge:" in warned.stderr and "unkeyed" in warned.stderr
+    strict = subprocess.run([sys.executable, "-m", "kgcelery", "check", "bridge", "--strict"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 1
+    stats = _cli(env, "bridge", "--stats")
+    assert f"FLOODING {raw_logs} x unkeyed" in stats
+    assert any(line.split()[1:4] == ["bad-key", "from", raw_logs] and line.endswith(" 5000")
+               for line in stats.splitlines()), stats
+    listing = json.loads(_cli(env, "dlq", "list", "--source-topic", raw_logs, "--json"))
+    assert [(row["reason"], row["client"], row["source_topic"], row["count"])
+            for row in listing] == [("bad-key", "-", raw_logs, 5000)]
+    assert json.loads(_cli(env, "dlq", "list", "--source-topic", "elsewhere", "--json")) == []
+    lines = [line for line in bridge.tail(5000).splitlines() if "dead" in line]
+    assert 0 < len(lines) < 30, f"{len(lines)} log lines about dead letters"
+    assert bridge.alive()
+
+
+# Control records exactly as the kg-rca-agent chart 2.1.x and its state-watcher send
+# them (../shared/AGENT_FORMATS.md rows 1-5); no 'kgcelery register' anywhere.
+def _registration_row1(client: str) -> bytes:
+    """cluster-registry-job: kafka-console-producer, key.separator=:: -> key = client."""
+    return json.dumps({"client_id": client, "cluster_name": f"{client}-cluster",
+                       "region": "eu-west-1", "timestamp": "2026-12-05T10:00:00Z",
+                       "chart_version": "2.1.3"}, separators=(",", ":")).encode()
+
+
+def _kcat_split_row2(client: str) -> tuple[bytes, bytes]:
+    """register-cluster-job: one JSON line through kcat -K: -k <client>: kcat splits the
+    line at its first ':' and keys the record with what came before."""
+    line = json.dumps({"client_id": client, "cluster_name": f"{client}-cluster",
+                       "version": "2.1.4", "registered_at": "2026-12-05T10:00:00Z",
+                       "metadata": {"namespace": "kg", "release_name": "kg-agent",
+                                    "chart_version": "2.1.4"}},
+                      separators=(",", ":")).encode()
+    key, _, value = line.partition(b":")
+    return key, value
+
+
+def test_agent_control_records_register_beat_and_deregister_clients(
+        test_settings: Settings, processes: Processes, registry: Registry,
+        broker_redis: redis.Redis, client_ids: list[str]) -> None:
+    port = free_port()
+    settings = test_settings.model_copy(update={"bridge_metrics_port": port})
+    registry_topic, = settings.topics_of("registry")
+    heartbeat_topic, = settings.topics_of("heartbeat")
+    plain, split = client_ids[:2]
+    bridge = processes.bridge(settings)
+    produce(settings, registry_topic, [(plain.encode(), _registration_row1(plain)),
+                                       _kcat_split_row2(split)])
+
+    def registered(client: str) -> Any:
+        record = registry.get(client)
+        return record if record is not None and client in registry.registered_ids() else None
+
+    first = wait_for(lambda: registered(plain), timeout=30, what="the row-1 registration")
+    assert (first.cluster_name, first.version, first.region) == (
+        f"{plain}-cluster", "2.1.3", "eu-west-1")
+    assert first.registered_at == 1796464800.0  # 2026-12-05T10:00:00Z, the "timestamp"
+    second = wait_for(lambda: registered(split), timeout=30, what="the kcat-split registration")
+    assert (second.version, second.metadata["release_name"]) == ("2.1.4", "kg-agent")
+    assert second.registered_at == 1796464800.0
+    assert "kcat -K::" in bridge.tail(200)
+    # Heartbeats: the chart's cronjob (kcat -K:: -k <client>: key = client) and the
+    # state-watcher (key <client>::<client>, with status and metrics).
+    produce(settings, heartbeat_topic, [
+        (plain, {"client_id": plain, "timestamp": "2026-12-05T10:01:00Z"}),
+        (f"{split}::{split}", {"client_id": split, "timestamp": "2026-12-05T10:01:00Z",
+                               "status": "healthy",
+                               "metrics": {"resources_sent": 12, "uptime_seconds": 60}})])
+    for client in (plain, split):
+        wait_for(lambda c=client: registry.get(c).last_heartbeat, timeout=30,
+                 what=f"the heartbeat of {client}")
+    # Their data records are accepted: nobody ran 'kgcelery register'.
+    logs = topic_of(settings, "log")
+    produce(settings, logs, [(f"{plain}::log::p1", _vector_log("web-1", 1)),
+                             (f"{split}::log::s1", _vector_log("api-1", 1))])
+    for client, entity in ((plain, "log::p1"), (split, "log::s1")):
+        wait_for(lambda c=client, e=entity: queued_entities(broker_redis, queue_for(c)) == [e],
+                 timeout=30, what=f"the records of {client} in its queue")
+    wait_for(lambda: f'kgcelery_bridge_kcat_joined_total{{topic="{registry_topic}"}} 1.0'
+             in _scrape(port), timeout=30, what="the kcat rule counted")
+    # Deregistration: the chart's tombstone (key = client, null value), and an empty
+    # value under a <client>::<anything> key.
+    produce(settings, registry_topic, [(plain, None), (f"{split}::registry", b"")])
+    for client in (plain, split):
+        wait_for(lambda c=client: c not in registry.registered_ids()
+                 and registry.get(c).state == "draining",
+                 timeout=30, what=f"{client} deregistered")
+    letters = read_topic(settings, settings.dlq_raw_topic, expect=1, timeout=2)
+    assert letters == [], [headers_of(m) for m in letters]
 
 
 def test_dlq_list_and_replay_once_the_client_registers(

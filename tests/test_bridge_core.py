@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import orjson
 import pytest
@@ -11,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kgcelery.bridge.batcher import Batch, Batcher
-from kgcelery.bridge.guard import DeadLetterFloodError, DeadLetterGuard
+from kgcelery.bridge.guard import UNKEYED, SourceGuard
 from kgcelery.bridge.offsets import OffsetTracker, Segment
-from kgcelery.bridge.routing import Routed, classify
-from kgcelery.errors import BadKeyError, RejectedRecordError
+from kgcelery.bridge.routing import Routed, classify, parse_record_key
+from kgcelery.clients import parse_key
+from kgcelery.errors import BadKeyError, InvalidClientIdError, RejectedRecordError
 from kgcelery.settings import DEFAULT_TOPICS
 
 KINDS = DEFAULT_TOPICS
@@ -179,26 +181,107 @@ def test_webhook_payloads_and_alert_lists_are_exploded_into_one_batch() -> None:
     assert [o[3] for o in full.origins] == ["e", "alert::g1#0", "alert::g1#1"]
 
 
-def test_the_guard_trips_only_on_a_flood_over_a_full_window() -> None:
-    guard = DeadLetterGuard(max_ratio=0.9, window=100)
-    guard.record(50, 50, "bad-key")          # not a full window yet
-    guard.record(10, 100, "bad-key")         # 60 of 150: fine
-    guard.record(0, 1000)
-    with pytest.raises(DeadLetterFloodError, match="bad-key"):
-        for _ in range(3):
-            guard.record(95, 100, "bad-key")
-    never = DeadLetterGuard(max_ratio=1.0, window=10)
-    for _ in range(10):
-        never.record(100, 100, "bad-key")
+def test_the_guard_judges_each_source_alone_and_never_stops_anything() -> None:
+    guard = SourceGuard(max_ratio=0.9, window=100, log_interval=10.0, quiet_after=60.0)
+    flood, good = ("raw.k8s.logs", UNKEYED), ("raw.k8s.logs", "af-9")
+    now = 0.0
+    for _ in range(30):  # 30 polls of 10 records each: 10 floods, 3 fine records
+        for _ in range(10):
+            guard.dead_lettered(flood, "bad-key", "record has no key")
+        guard.accepted[good] += 3
+        now += 0.1
+        guard.end_poll(now)
+    floods = guard.floods()
+    assert [(f.topic, f.client, f.reason) for f in floods] == [("raw.k8s.logs", UNKEYED,
+                                                                "bad-key")]
+    assert floods[0].dead == floods[0].total >= 100
+    # Another source mostly fine, with a few dead letters: never flooding.
+    for _ in range(50):
+        guard.accepted[("events.normalized", "zz-1")] += 9
+        guard.dead_lettered(("events.normalized", "zz-1"), "undecodable-json", "x")
+        now += 0.1
+        guard.end_poll(now)
+    assert [f.client for f in guard.floods()] == [UNKEYED]
+    # The flood stops being one when the source sends good records again...
+    for _ in range(20):
+        guard.accepted[flood] += 10
+        now += 0.1
+        guard.end_poll(now)
+    assert guard.floods() == []
+
+
+def test_the_guard_needs_a_full_window_and_forgets_quiet_sources() -> None:
+    guard = SourceGuard(max_ratio=0.5, window=100, quiet_after=60.0)
+    source = ("t", UNKEYED)
+    for _ in range(99):
+        guard.dead_lettered(source, "bad-key", "d")
+    guard.end_poll(1.0)
+    assert guard.floods() == [], "99 records are not a window of 100"
+    guard.dead_lettered(source, "bad-key", "d")
+    notices = guard.end_poll(2.0)
+    assert guard.floods() and any("is flooding" in text for _, text in notices)
+    notices = guard.end_poll(62.0)  # ... or when it falls silent
+    assert guard.floods() == [] and any("flood over" in text for _, text in notices)
+
+
+def test_dead_letters_are_logged_at_a_bounded_rate_per_source() -> None:
+    guard = SourceGuard(max_ratio=0.95, window=1000, log_interval=10.0)
+    lines: list[str] = []
+    now = 0.0
+    for _ in range(500):  # 500 polls over 50 s, 10 dead letters each from each source
+        for source in (("raw.k8s.logs", UNKEYED), ("events.normalized", "af-9")):
+            for _ in range(10):
+                guard.dead_lettered(source, "bad-key", "no key")
+        now += 0.1
+        lines += [text for _, text in guard.end_poll(now)]
+    dead_letter_lines = [line for line in lines if "dead" in line and "flooding" not in line]
+    # 10 000 dead letters: about one line per source per 10 s, not one per record.
+    assert 8 <= len(dead_letter_lines) <= 14, dead_letter_lines
+    counted = sum(int(line.split()[1]) for line in dead_letter_lines
+                  if line.startswith("dead-lettered "))
+    # Every dead letter is counted in some line, but those of the last interval.
+    assert 10_000 - 2 * 1000 <= counted <= 10_000
 
 
 def test_key_prefix_cache_still_rejects_what_it_must() -> None:
-    from kgcelery.bridge.routing import parse_record_key
-
     assert parse_record_key(b"af-9::a").client_id == "af-9"
     assert parse_record_key(b"af-9::b").entity == "b"  # served from the cache
     with pytest.raises(BadKeyError):
         parse_record_key(b"af-9")  # the cached prefix without '::' is still a bad key
+
+
+def _outcome(parse: Any, key: bytes) -> Any:
+    try:
+        parsed = parse(key)
+    except (BadKeyError, InvalidClientIdError) as exc:
+        return type(exc)
+    return (parsed.client_id, parsed.entity)
+
+
+def test_the_prefix_cache_never_changes_an_outcome() -> None:
+    # Issue 11: a non-UTF-8 entity was refused until its prefix was cached, then accepted.
+    from kgcelery.bridge import routing
+
+    routing._valid_prefixes.clear()
+    key = b"af-9::event::\xff\xfe"
+    cold = _outcome(parse_record_key, key)
+    assert parse_record_key(b"af-9::event::ok").client_id == "af-9"  # caches af-9
+    warm = _outcome(parse_record_key, key)
+    assert cold == warm == _outcome(parse_key, key) == BadKeyError
+    with pytest.raises(RejectedRecordError, match="bad-key"):
+        _classify("raw.k8s.events", key, b"{}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"af-9", b"zz-1", b"AF", b"", b"a\xc3"]),
+       st.sampled_from([b"::", b":", b""]), st.binary(max_size=12))
+def test_the_prefix_cache_agrees_with_parse_key_cold_and_warm(
+        prefix: bytes, separator: bytes, entity: bytes) -> None:
+    key = prefix + separator + entity
+    expected = _outcome(parse_key, key)
+    assert _outcome(parse_record_key, key) == expected  # maybe cold
+    assert _outcome(parse_record_key, prefix + b"::x") == _outcome(parse_key, prefix + b"::x")
+    assert _outcome(parse_record_key, key) == expected  # warm when the prefix is valid
 
 
 _json_values = st.recursive(
@@ -266,3 +349,135 @@ def test_queue_depths_and_the_registry_survive_a_broker_outage() -> None:
     assert "af-9" in registered and "zz-1" not in registered
     with pytest.raises(redis.ConnectionError):
         assert "af-9" in RegisteredClients(Registry(), refresh=0.0)  # type: ignore[arg-type]
+
+
+# Control records as the kg-rca-agent chart (2.1.x) and state-watcher build them
+# (docs: ../shared/AGENT_FORMATS.md rows 1-5).
+REGISTRATION_ROW1 = (b'{"client_id":"af-9","cluster_name":"prod-eu","region":"eu-west-1",'
+                     b'"timestamp":"2026-12-05T10:00:00Z","chart_version":"2.1.3"}')
+REGISTRATION_LINE_ROW2 = (b'{"client_id":"af-9","cluster_name":"prod-eu","version":"2.1.3",'
+                          b'"registered_at":"2026-12-05T10:00:00Z","metadata":{"namespace":'
+                          b'"kg","release_name":"kg-agent","chart_version":"2.1.3"}}')
+HEARTBEAT_ROW5 = (b'{"client_id":"af-9","timestamp":"2026-12-05T10:01:00Z","status":"healthy",'
+                  b'"metrics":{"resources_sent":1234,"uptime_seconds":60}}')
+
+
+def kcat_split(line: bytes, delimiter: bytes = b":") -> tuple[bytes, bytes]:
+    """What ``kcat -K<delimiter>`` makes of one input line: key before, value after."""
+    key, found, value = line.partition(delimiter)
+    assert found
+    return key, value
+
+
+def test_registration_keyed_by_the_bare_client_id() -> None:
+    routed = _classify("cluster.registry", b"af-9", REGISTRATION_ROW1)
+    assert (routed.client_id, routed.kind, routed.kcat_joined) == ("af-9", "registry", False)
+    assert routed.values() == [{"cluster_name": "prod-eu", "region": "eu-west-1",
+                                "timestamp": "2026-12-05T10:00:00Z", "chart_version": "2.1.3"}]
+
+
+def test_a_registration_split_by_kcat_is_joined_again() -> None:
+    key, value = kcat_split(REGISTRATION_LINE_ROW2)
+    assert key == b'{"client_id"'
+    routed = _classify("cluster.registry", key, value)
+    assert (routed.client_id, routed.kind, routed.kcat_joined) == ("af-9", "registry", True)
+    assert routed.values()[0]["metadata"]["release_name"] == "kg-agent"
+
+
+@pytest.mark.parametrize("line", [
+    b'{"client_id":"AF 9","cluster_name":"x"}',      # joined, but no valid client
+    b'{"cluster":"x","id":"af-9"}',                 # joined, but no client_id
+    b'{"client_id":"af-9", broken',                  # not JSON once joined
+])
+def test_a_split_line_that_is_no_registration_is_a_bad_key_naming_the_chart_fix(
+        line: bytes) -> None:
+    key, value = kcat_split(line)
+    with pytest.raises(RejectedRecordError) as caught:
+        _classify("cluster.registry", key, value)
+    assert caught.value.reason == "bad-key"
+    assert "kcat -K::" in caught.value.detail and "-k <client>" in caught.value.detail
+
+
+def test_heartbeats_of_the_cronjob_and_the_state_watcher() -> None:
+    cron = _classify("cluster.heartbeat", b"af-9",
+                     b'{"client_id":"af-9","timestamp":"2026-12-05T10:01:00Z"}')
+    watcher = _classify("cluster.heartbeat", b"af-9::af-9", HEARTBEAT_ROW5)
+    assert (cron.client_id, cron.kind) == (watcher.client_id, watcher.kind) == ("af-9",
+                                                                               "heartbeat")
+    assert watcher.values()[0]["status"] == "healthy"  # fields we do not read: kept
+
+
+@pytest.mark.parametrize(("key", "value"), [(b"af-9", None), (b"af-9", b""),
+                                            (b"af-9::registry", None)])
+def test_registry_tombstones_under_either_key(key: bytes, value: bytes | None) -> None:
+    routed = _classify("cluster.registry", key, value)
+    assert (routed.client_id, routed.values()) == ("af-9", [None])
+
+
+@pytest.mark.parametrize(("topic", "key", "value", "reason"), [
+    ("cluster.registry", None, REGISTRATION_ROW1, "bad-key"),
+    ("cluster.registry", b"AF-9::r", REGISTRATION_ROW1, "invalid-client-id"),
+    ("cluster.registry", b"zz-1", REGISTRATION_ROW1, "client-id-mismatch"),
+    ("cluster.registry", b"af-9", b"{not json", "undecodable-json"),
+    ("cluster.heartbeat", b"af-9", None, "undecodable-json"),
+])
+def test_control_rejections(topic: str, key: bytes | None, value: bytes | None,
+                            reason: str) -> None:
+    with pytest.raises(RejectedRecordError) as caught:
+        _classify(topic, key, value)
+    assert caught.value.reason == reason
+
+
+def test_unattributable_data_records_are_bad_keys_naming_the_producer_fix() -> None:
+    event_uid = b"7c1e2a3b-5d6f-4a8b-9c0d-1e2f3a4b5c6d"  # kubernetes-event-exporter
+    for topic, key in (("raw.k8s.logs", None), ("events.normalized", event_uid),
+                       ("raw.k8s.events", event_uid)):
+        with pytest.raises(RejectedRecordError) as caught:
+            _classify(topic, key, b'{"message": "x"}')
+        assert caught.value.reason == "bad-key" and caught.value.client_id == ""
+        assert "fix on the producer: key records as <client>::<entity>" in caught.value.detail
+
+
+def test_rejections_of_a_named_client_carry_it() -> None:
+    with pytest.raises(RejectedRecordError) as caught:
+        _classify("raw.k8s.events", b"af-9::e", b"{not json")
+    assert caught.value.client_id == "af-9"
+
+
+def test_tombstones_of_topology_edges_pass_to_the_workers() -> None:
+    routed = _classify("state.k8s.topology", b"af-9::edge:pod:default:web-1->node:n1", None)
+    assert routed.values() == [None] and routed.entity == "edge:pod:default:web-1->node:n1"
+
+
+class _RegistryRecorder:
+    """Records what apply_registry asks of the registry (a pure mapping test)."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[str, dict[str, Any]]] = []
+        self.deregistered: list[str] = []
+
+    def register(self, client_id: str, **fields: Any) -> None:
+        self.registered.append((client_id, fields))
+
+    def deregister(self, client_id: str) -> None:
+        self.deregistered.append(client_id)
+
+
+def test_registration_fields_as_the_charts_name_them() -> None:
+    from kgcelery.bridge.control_records import apply_registry
+
+    recorder = _RegistryRecorder()
+    row1 = _classify("cluster.registry", b"af-9", REGISTRATION_ROW1).values()[0]
+    apply_registry(recorder, "af-9", {**row1, "platform": "k3s"})  # type: ignore[arg-type]
+    key, value = kcat_split(REGISTRATION_LINE_ROW2)
+    row2 = _classify("cluster.registry", key, value).values()[0]
+    apply_registry(recorder, "af-9", row2)  # type: ignore[arg-type]
+    apply_registry(recorder, "af-9", None)  # type: ignore[arg-type]
+    (_, first), (_, second) = recorder.registered
+    assert first == {"cluster_name": "prod-eu", "version": "2.1.3", "region": "eu-west-1",
+                     "metadata": {"platform": "k3s"},  # unknown fields kept, not refused
+                     "registered_at": 1796464800.0}
+    assert (second["version"], second["region"], second["registered_at"]) == (
+        "2.1.3", "", 1796464800.0)
+    assert second["metadata"]["release_name"] == "kg-agent"
+    assert recorder.deregistered == ["af-9"]

@@ -10,6 +10,7 @@ from kgcelery.clients import (
     CLIENT_ID_PATTERN,
     client_of_queue,
     database_for,
+    parse_control_key,
     parse_key,
     queue_for,
     validate_client_id,
@@ -87,3 +88,36 @@ def test_the_client_is_the_prefix_before_the_first_separator() -> None:
 def test_every_valid_client_round_trips(client: str, entity: str) -> None:
     parsed = parse_key(f"{client}::{entity}".encode())
     assert (parsed.client_id, parsed.entity) == (client, entity)
+
+
+@pytest.mark.parametrize(("key", "client"), [
+    ("af-9", "af-9"),                  # the chart's jobs: the bare client id
+    (b"af-9", "af-9"),
+    ("af-9::af-9", "af-9"),            # the state-watcher's heartbeat
+    ("af-9::registry", "af-9"),
+    ("af-9::", "af-9"),
+])
+def test_parse_control_key_accepts_the_bare_id_and_the_prefix(key: str | bytes,
+                                                              client: str) -> None:
+    assert parse_control_key(key).client_id == client
+
+
+@pytest.mark.parametrize(("key", "error"), [
+    (None, BadKeyError),
+    ("", BadKeyError),
+    ('{"client_id"', BadKeyError),     # kcat -K: split a JSON line (routing may join it)
+    ("AF-9", BadKeyError),
+    (b"\xff\xfe", BadKeyError),
+    ("AF-9::x", InvalidClientIdError),
+    ("af-9:x", BadKeyError),
+])
+def test_parse_control_key_rejects(key: str | bytes | None, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_control_key(key)
+
+
+def test_a_key_without_a_client_says_what_the_producer_must_change() -> None:
+    for key in (None, b"5f1c2d3e-uid-of-an-event", b"\xff"):
+        with pytest.raises(BadKeyError, match="fix on the producer: key records as "
+                                              "<client>::<entity>"):
+            parse_key(key)

@@ -64,9 +64,10 @@ def test_reconcile_once_needs_a_backend_without_processes(settings: Settings) ->
 def test_register_scale_drain_retire_and_history(
         settings: Settings, reg: Registry, app: Celery, client_ids: list[str]) -> None:
     a, b = client_ids[:2]
-    result = cli(settings, "register", a, "--cluster", "prod-eu")
+    result = cli(settings, "register", a, "--cluster", "prod-eu", "--region", "eu-west-1")
     assert result.exit_code == 0 and "registered" in result.output
     assert reg.get(a).cluster_name == "prod-eu"  # type: ignore[union-attr]
+    assert reg.get(a).region == "eu-west-1"  # type: ignore[union-attr]
     assert reg.get(a).state == ACTIVE  # type: ignore[union-attr]
     assert cli(settings, "scale", a, "3").exit_code == 0
     assert reg.get(a).pinned_workers == 3  # type: ignore[union-attr]
@@ -87,11 +88,12 @@ def test_register_scale_drain_retire_and_history(
     listing = json.loads(cli(settings, "clients", "--json", "--history", "20").output)
     rows = {row["client"]: row for row in listing["clients"]}
     assert rows[b]["queue_depth"] == 2 and rows[b]["records"] == 10
-    assert rows[a]["cluster"] == "prod-eu"
+    assert (rows[a]["cluster"], rows[a]["region"]) == ("prod-eu", "eu-west-1")
     kinds = [(e["client_id"], e.get("to", e.get("pin"))) for e in listing["history"]]
     assert (a, DRAINING) in kinds and (b, RETIRED) in kinds and (a, 3) in kinds
     table = cli(settings, "clients", "--history", "5").output
     assert "CLIENT" in table and f"{a}: active -> draining (deregistered)" in table
+    assert "prod-eu (eu-west-1)" in table
 
 
 def test_a_worker_started_by_hand_counts_as_actual(

@@ -1,7 +1,9 @@
 """The bridge loop: Kafka → (client, kind) batches → Celery tasks on ``client.<id>``.
 
 One consumer group reads every input topic once. Each record leaves exactly one way:
-published in a batch, applied to the registry, or dead-lettered with its reason. An
+published in a batch, applied to the registry, or dead-lettered with its reason. No
+source can stop the bridge: dead letters are judged per topic and client
+(:mod:`kgcelery.bridge.guard`), and a flooding source is reported, never obeyed. An
 offset is committed only when every record at or below it has left (see
 :mod:`kgcelery.bridge.offsets`), and never before the dead letters are written. When
 Redis is unreachable, or too much is unpublished, the bridge pauses its partitions
@@ -22,11 +24,11 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from kgcelery.bridge.batcher import Batch, Batcher
 from kgcelery.bridge.control_records import apply_heartbeat, apply_registry
-from kgcelery.bridge.guard import DeadLetterGuard
+from kgcelery.bridge.guard import UNKEYED, SourceGuard
 from kgcelery.bridge.metrics import BridgeMetrics, publish_snapshot
 from kgcelery.bridge.offsets import OffsetTracker
 from kgcelery.bridge.quota import QueueQuota
-from kgcelery.bridge.routing import classify
+from kgcelery.bridge.routing import CONTROL_KINDS, classify
 from kgcelery.broker import open_broker
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
@@ -37,7 +39,6 @@ from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONTROL_KINDS = frozenset({"registry", "heartbeat"})
 POLL_RECORDS = 5000
 COMMIT_INTERVAL_S = 0.5
 REPORT_INTERVAL_S = 5.0
@@ -104,8 +105,9 @@ class Bridge:
                                max_wait=settings.batch_max_wait_s)
         self.offsets = OffsetTracker()
         self.metrics = metrics or BridgeMetrics()
-        self.guard = DeadLetterGuard(max_ratio=settings.dlq_guard_ratio,
-                                     window=settings.dlq_guard_window)
+        self.guard = SourceGuard(max_ratio=settings.dlq_guard_ratio,
+                                 window=settings.dlq_guard_window)
+        self._kcat_clients: set[str] = set()
         self.quota = QueueQuota(self.publisher.queue_depth,
                                 ceiling=settings.client_queue_ceiling,
                                 hard_limit=settings.client_queue_hard_limit)
@@ -149,6 +151,8 @@ class Bridge:
             self._route([m for m in messages if m.topic() not in self.control_topics]
                         if control else messages, now, ready)
             self._deliver(ready)
+        for level, notice in self.guard.end_poll(now):
+            log.log(level, notice)
         due = self.batcher.due(now)
         for batch in due:
             self.quota.published(batch.client_id)
@@ -164,7 +168,7 @@ class Bridge:
     def _route(self, messages: list[Message], now: float, ready: list[Batch]) -> None:
         kinds, limit = self.kinds, self.settings.max_value_bytes
         hard_limit = self.settings.client_queue_hard_limit
-        dead, reason = 0, ""
+        accepted, watched = self.guard.accepted, self.guard.watched
         for message in messages:
             error = message.error()
             if error is not None:
@@ -176,33 +180,51 @@ class Bridge:
             try:
                 routed = classify(topic, message.key(), message.value(), kinds=kinds,
                                   max_value_bytes=limit)
-                if routed.kind not in CONTROL_KINDS:
-                    if routed.client_id not in self.registered:
+                client = routed.client_id
+                if routed.kcat_joined:
+                    self._kcat_joined(topic, client)
+                elif routed.kind not in CONTROL_KINDS:
+                    if client not in self.registered:
                         raise RejectedRecordError(
-                            "unregistered-client", f"client {routed.client_id!r} is not "
-                            "registered (replay with 'kgcelery dlq replay' once it is)")
-                    if hard_limit and self.quota.refuses(routed.client_id):
+                            "unregistered-client", f"client {client!r} is not registered "
+                            "(replay with 'kgcelery dlq replay' once it is)", client_id=client)
+                    if hard_limit and self.quota.refuses(client):
                         raise RejectedRecordError(
-                            "client-over-quota", f"client {routed.client_id!r} has more than "
-                            f"{hard_limit} tasks queued (KGCELERY_CLIENT_QUEUE_HARD_LIMIT)")
+                            "client-over-quota", f"client {client!r} has more than "
+                            f"{hard_limit} tasks queued (KGCELERY_CLIENT_QUEUE_HARD_LIMIT)",
+                            client_id=client)
             except RejectedRecordError as rejection:
-                self._dead_letter(message, rejection)
+                self._dead_letter(rejection, message.key(), message.value(),
+                                  (topic, partition or 0, offset or 0))
                 segment.settle()
-                dead, reason = dead + 1, rejection.reason
                 continue
+            if watched and client in watched.get(topic, ()):
+                accepted[(topic, client)] += 1  # a source with recent dead letters
             full = self.batcher.add(routed, segment, offset or 0, now,
                                     message.timestamp()[1])
             if full is not None:
                 ready.append(full)
                 self.quota.published(full.client_id)
-        self.guard.record(dead, len(messages), reason)
 
-    def _dead_letter(self, message: Message, rejection: RejectedRecordError) -> None:
-        self.metrics.dead_lettered(rejection.reason)
+    def _dead_letter(self, rejection: RejectedRecordError, key: bytes | None,
+                     value: bytes | None, origin: tuple[str, int, int]) -> None:
+        """Dead-letter one record, counted for its source topic and client."""
+        topic = origin[0]
+        self.metrics.dead_lettered(rejection.reason, topic)
+        self.guard.dead_lettered((topic, rejection.client_id or UNKEYED), rejection.reason,
+                                 rejection.detail)
         self.dead_letters.send(DeadLetter(
-            reason=rejection.reason, error=rejection.detail, key=message.key(),
-            value=message.value(),
-            origin=(message.topic() or "", message.partition() or 0, message.offset() or 0)))
+            reason=rejection.reason, error=rejection.detail, key=key, value=value,
+            origin=origin, client_id=rejection.client_id), quiet=True)
+
+    def _kcat_joined(self, topic: str, client_id: str) -> None:
+        self.metrics.kcat_record(topic)
+        if client_id not in self._kcat_clients:
+            self._kcat_clients.add(client_id)
+            log.warning("a control record of %s on %s arrived split at its first ':' (kcat "
+                        "-K: in the agent chart's register-cluster-job); accepted whole by the "
+                        "kcat compatibility rule. Fix the chart: kcat -K:: (or no -K) with "
+                        "-k %s", client_id, topic, client_id)
 
     # -- delivery -----------------------------------------------------------------
     def _deliver(self, batches: list[Batch]) -> None:
@@ -243,12 +265,8 @@ class Bridge:
                 else:
                     apply_heartbeat(self.registry, batch.client_id, record)
             except RejectedRecordError as rejection:
-                self.metrics.dead_lettered(rejection.reason)
-                self.dead_letters.send(DeadLetter(
-                    reason=rejection.reason, error=rejection.detail,
-                    key=f"{batch.client_id}::{entity}".encode(),
-                    value=None if record is None else raw,
-                    origin=(topic, partition, offset), client_id=batch.client_id))
+                self._dead_letter(rejection, f"{batch.client_id}::{entity}".encode(),
+                                  None if record is None else raw, (topic, partition, offset))
         self.metrics.routed_batch(batch.client_id, batch.kind, len(batch.records), 0.0)
         batch.settle()
 
@@ -348,6 +366,7 @@ class Bridge:
         except Exception:
             log.debug("could not read consumer lag", exc_info=True)
         self.metrics.over_ceiling.set(len(self.quota.over_ceiling))
+        self.metrics.set_floods(self.guard.floods())
         snapshot = self.metrics.snapshot(paused=self._paused,
                                          pending=self.offsets.pending_count(),
                                          over_ceiling=self.quota.over_ceiling)

@@ -75,7 +75,8 @@ def clients(as_json: bool, history: int, no_inspect: bool) -> None:
                    f"{'FLIGHT':>6} {'WORKERS':>8} {'PIN':>4}")
     for row in rows:
         desired = "-" if row.workers_desired is None else str(row.workers_desired)
-        click.echo(f"{row.client:<24} {row.cluster[:20]:<20} {row.state:<9} "
+        cluster = f"{row.cluster} ({row.region})" if row.region else row.cluster
+        click.echo(f"{row.client:<24} {cluster[:20]:<20} {row.state:<9} "
                    f"{_age(row.last_heartbeat_age_s):>7} {row.queue_depth:>6} "
                    f"{row.in_flight:>6} {desired + '/' + str(row.workers_actual):>8} "
                    f"{'-' if row.pin is None else row.pin:>4}")
@@ -163,12 +164,14 @@ def retire(client_id: str, force: bool) -> None:
 @click.argument("client_id", metavar="CLIENT")
 @click.option("--cluster", "cluster_name", required=True, help="The client's cluster name.")
 @click.option("--version", "version", default="", help="The agent's version.")
+@click.option("--region", default="", help="The cluster's region.")
 @friendly_errors
-def register(client_id: str, cluster_name: str, version: str) -> None:
+def register(client_id: str, cluster_name: str, version: str, region: str) -> None:
     """Register CLIENT by hand (as its agent's registration record would); it becomes active."""
     validate_client_id(client_id)
     with closing(_registry()) as registry:
         record = registry.register(client_id, cluster_name=cluster_name, version=version,
+                                   region=region,
                                    metadata={"registered_by": "kgcelery register"})
     click.echo(f"{client_id}: registered (cluster {record.cluster_name}, {record.state})")
 

@@ -58,6 +58,8 @@ class ClientView:
     workers: list[str]
     pin: int | None
     reason: str
+    region: str = ""
+    version: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +76,8 @@ def view(record: ClientRecord, work: QueueWork, workers: list[str] | None,
         last_heartbeat_age_s=round(now - seen, 1) if seen is not None else None,
         queue_depth=work.queued, in_flight=work.in_flight, records=work.records,
         workers_desired=record.desired_workers, workers_actual=actual,
-        workers=workers or [], pin=record.pinned_workers, reason=record.desired_reason)
+        workers=workers or [], pin=record.pinned_workers, reason=record.desired_reason,
+        region=record.region, version=record.version)
 
 
 def observe(registry: Registry, broker: TaskBroker, app: Celery | None, *,

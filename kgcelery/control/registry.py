@@ -3,7 +3,7 @@
 Keys (all under ``kgcelery:``):
     ``clients``            set of every client ever registered (for listings)
     ``registered``         set of clients whose records the bridge accepts
-    ``client:<id>``        hash: cluster_name, version, metadata (JSON), registered_at (the
+    ``client:<id>``        hash: cluster_name, version, region, metadata (JSON), registered_at (the
                            client's clock), seen_at (ours, at registration), last_heartbeat,
                            state, state_since, desired_workers, desired_reason, desired_at,
                            pinned_workers, actual_workers, actual_at
@@ -56,6 +56,7 @@ class ClientRecord:
     client_id: str
     cluster_name: str = ""
     version: str = ""
+    region: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     registered_at: float | None = None
     seen_at: float | None = None
@@ -96,6 +97,7 @@ class ClientRecord:
             client_id=client_id,
             cluster_name=values.get("cluster_name", ""),
             version=values.get("version", ""),
+            region=values.get("region", ""),
             metadata=json.loads(values.get("metadata") or "{}"),
             registered_at=number("registered_at"),
             seen_at=number("seen_at"),
@@ -125,7 +127,8 @@ class Registry:
         self.redis.close()
 
     def register(self, client_id: str, *, cluster_name: str = "", version: str = "",
-                 metadata: dict[str, Any] | None = None, registered_at: float | None = None,
+                 region: str = "", metadata: dict[str, Any] | None = None,
+                 registered_at: float | None = None,
                  now: float | None = None) -> ClientRecord:
         """Register (or re-register) a client; it becomes active."""
         key = client_key(client_id)
@@ -135,6 +138,7 @@ class Registry:
         pipe.hset(key, mapping={
             "cluster_name": cluster_name,
             "version": version,
+            "region": region,
             "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
             "registered_at": registered_at if registered_at is not None else now,
             "seen_at": now,
