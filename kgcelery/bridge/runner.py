@@ -35,6 +35,7 @@ from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import BrokerUnavailableError, RejectedRecordError
 from kgcelery.kafka import consumer_config
 from kgcelery.kinds import TASK_FOR_KIND
+from kgcelery.retry import Backoff
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 POLL_RECORDS = 5000
 COMMIT_INTERVAL_S = 0.5
 REPORT_INTERVAL_S = 5.0
-MAX_BACKOFF_S = 10.0
+#: Waits between attempts to publish while the broker is away.
+PUBLISH_BACKOFF = Backoff(base_s=0.5, max_s=10.0)
 FLUSH_TIMEOUT_S = 30.0
 # The registry's Redis away (registrations, heartbeats), or the broker (tasks).
 _PUBLISH_ERRORS = (redis.RedisError, OSError, BrokerUnavailableError)
@@ -112,7 +114,8 @@ class Bridge:
                                 ceiling=settings.client_queue_ceiling,
                                 hard_limit=settings.client_queue_hard_limit)
         self._undelivered: list[Batch] = []
-        self._backoff = 0.0
+        self._attempts = 0  # failed attempts to publish in a row
+        self._held_since = 0.0
         self._retry_at = 0.0
         self._paused = False
         self._last_commit = 0.0
@@ -272,10 +275,14 @@ class Bridge:
 
     def _hold(self, exc: Exception) -> None:
         """Redis is unreachable: pause consumption and retry with backoff."""
-        self._backoff = min(MAX_BACKOFF_S, max(0.5, self._backoff * 2))
-        self._retry_at = time.monotonic() + self._backoff
+        now = time.monotonic()
+        if not self._attempts:
+            self._held_since = now
+        delay = PUBLISH_BACKOFF.delay(self._attempts)
+        self._attempts += 1
+        self._retry_at = now + delay
         log.warning("cannot publish (%s); holding %d batches, retrying in %.1f s", exc,
-                    len(self._undelivered), self._backoff)
+                    len(self._undelivered), delay)
 
     def _retry_undelivered(self, now: float) -> None:
         if not self._undelivered or now < self._retry_at:
@@ -283,8 +290,8 @@ class Bridge:
         waiting, self._undelivered = self._undelivered, []
         self._deliver(waiting)
         if not self._undelivered:
-            log.info("publishing again after %.1f s of backoff", self._backoff)
-            self._backoff = 0.0
+            log.info("publishing again after %.1f s of backoff", now - self._held_since)
+            self._attempts = 0
 
     def _pause_if_full(self) -> None:
         held = self.batcher.pending_bytes + sum(b.size for b in self._undelivered)
