@@ -40,7 +40,6 @@ from tests.helpers import Processes, produce, wait_for
 
 pytestmark = pytest.mark.integration
 
-NEEDS_BRIDGE = pytest.mark.xfail(strict=True, reason="needs agents-bridge")
 NEEDS_GRAPH = pytest.mark.xfail(strict=True, reason="needs agents-graph")
 NEEDS_BOTH = pytest.mark.xfail(strict=True, reason="needs agents-bridge and agents-graph")
 
@@ -181,7 +180,6 @@ def _processed(rig: Rig, client: str) -> int:
 
 # --- rows 1-5: registry and heartbeats ---------------------------------------------------
 
-@NEEDS_BRIDGE
 def test_row1_cluster_registry_job_registers_by_the_bare_client_id(rig: Rig) -> None:
     client = rig.clients["r1"]
     record = wire.registry_job_registration(client, "prod-eu", T, region="eu-west-1")
@@ -195,7 +193,6 @@ def test_row1_cluster_registry_job_registers_by_the_bare_client_id(rig: Rig) -> 
     assert registered.registered_at == to_epoch("2026-09-21T14:13:20Z")
 
 
-@NEEDS_BRIDGE
 def test_row2_register_cluster_job_split_by_kcat_registers(rig: Rig) -> None:
     client = rig.clients["r2"]
     record = wire.register_job_registration(client, "prod-us", T, namespace="observability",
@@ -212,7 +209,6 @@ def test_row2_register_cluster_job_split_by_kcat_registers(rig: Rig) -> None:
                                    "chart_version": wire.CHART_VERSION}
 
 
-@NEEDS_BRIDGE
 def test_row3_deregister_job_tombstone_deregisters(rig: Rig) -> None:
     client = rig.clients["r3"]
     record = wire.deregistration(client)
@@ -223,7 +219,6 @@ def test_row3_deregister_job_tombstone_deregisters(rig: Rig) -> None:
     assert registered is not None and registered.state == DRAINING
 
 
-@NEEDS_BRIDGE
 def test_row4_heartbeat_cronjob_beats_by_the_bare_client_id(rig: Rig) -> None:
     client = rig.clients["r4"]
     record = wire.cronjob_heartbeat(client, T)
@@ -467,7 +462,6 @@ def test_rows10_11_15_unattributable_records_are_dead_lettered_bad_key(rig: Rig,
     assert rig.query(rig.clients["r15"], "MATCH (n) RETURN count(n)") in ([], [[0]])
 
 
-@NEEDS_BRIDGE
 @pytest.mark.parametrize("row", ["10", "11", "15"])
 def test_rows10_11_15_dead_letters_name_the_fix_on_the_producer_side(rig: Rig,
                                                                      row: str) -> None:
