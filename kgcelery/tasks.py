@@ -219,7 +219,7 @@ LOGS = Kind("log", lambda value, _: normalize_log(value),
             lambda s, client, records, batch: write_logs(s, client, fold_logs(records), batch))
 RESOURCES = Kind("resource", normalize_resource,
                  lambda s, client, records, _: write_resources(s, client, records))
-TOPOLOGY = Kind("topology", lambda value, _: normalize_topology(value),
+TOPOLOGY = Kind("topology", normalize_topology,
                 lambda s, client, records, _: write_topology(s, client, records))
 ALERTS = Kind("alert", lambda value, _: normalize_alert(value),
               lambda s, client, records, _: write_alerts(s, client, records))

@@ -255,3 +255,20 @@ def write_edges(scope: Scope, rel: str, from_label: str, to_label: str) -> str:
         f"{when('newer', 'e', 'edge_op', 'r.op')}, "
         f"{when('newer', 'e', 'edge_at', 'r.at')}, {when('newer', 'e', 'edge_v', 'r.v')} "
         "WITH e SET e.gone = NOT coalesce(e.spec, false) AND e.edge_op = 'DELETE'")
+
+
+@lru_cache(maxsize=8)
+def remove_edges(scope: Scope, rel: str) -> str:
+    """Edge tombstones: the topology edge of type ``rel`` between two objects (if an
+    edge record asserted it) is DELETEd as of its newest assertion (``edge_v + '~'``: a
+    strictly newer assertion, a recreation, still revives it). An edge already removed
+    is left alone, so a replayed tombstone changes nothing; one that state implies
+    (``spec``) stays live."""
+    rel = checked_relationship(rel)
+    return (
+        f"UNWIND $rows AS r MATCH {scope.key('a', RESOURCE, 'r.from_id')}"
+        f"-[e:{rel}]->{scope.key('b', RESOURCE, 'r.to_id')} "
+        "WITH e, e.edge_v IS NOT NULL AND coalesce(e.edge_op, '') <> 'DELETE' AS live "
+        "WHERE live "
+        "SET e.edge_op = 'DELETE', e.edge_v = e.edge_v + '~' "
+        "WITH e SET e.gone = NOT coalesce(e.spec, false)")

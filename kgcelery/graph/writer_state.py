@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from kgcelery.graph import cypher_state
 from kgcelery.graph.base import GraphStore
 from kgcelery.graph.model import (
+    TOPOLOGY_TYPES,
     cluster_id,
     label_for,
     object_id,
@@ -31,7 +32,7 @@ from kgcelery.graph.writer import (
 )
 from kgcelery.normalize.common import object_ref
 from kgcelery.normalize.resources import DELETE, TOMBSTONE, UPSERT, ResourceRecord
-from kgcelery.normalize.topology import EdgeRecord, EndpointRef, SnapshotRecord
+from kgcelery.normalize.topology import EdgeRecord, EdgeRemoval, EndpointRef, SnapshotRecord
 
 
 def _find_uids(store: GraphStore, client_id: str,
@@ -153,8 +154,25 @@ def _end(ref: EndpointRef, found: dict[str, tuple[str, str]], prefix: str) -> tu
                              f"{prefix}placeholder": None}
 
 
+def _remove_edges(store: GraphStore, client_id: str, removals: list[EdgeRemoval]) -> None:
+    """Edge tombstones; an end known only by an unknown uid names no edge (no-op)."""
+    if not removals:
+        return
+    found = _find_uids(store, client_id, (ref.uid for r in removals
+                                          for ref in (r.source, r.target) if not ref.id))
+    rows = []
+    for removal in removals:
+        ends = [ref.id or found.get(ref.uid, ("", ""))[0]
+                for ref in (removal.source, removal.target)]
+        if all(ends):
+            rows.append({"from_id": ends[0], "to_id": ends[1]})
+    unique = [dict(pair) for pair in sorted({tuple(sorted(row.items())) for row in rows})]
+    for rel in sorted(set(TOPOLOGY_TYPES.values())):
+        run_chunks(store, client_id, cypher_state.remove_edges(scope_of(store), rel), unique)
+
+
 def write_topology(store: GraphStore, client_id: str,
-                   records: Iterable[EdgeRecord | SnapshotRecord]) -> int:
+                   records: Iterable[EdgeRecord | EdgeRemoval | SnapshotRecord]) -> int:
     """Apply edge records and snapshots; return how many records were applied."""
     records = list(records)
     if not records:
@@ -188,5 +206,7 @@ def write_topology(store: GraphStore, client_id: str,
                    fold(rows, key="ends"))
     # The object may have arrived while these placeholders were written.
     adopt_placeholders(store, client_id, placeholders)
+    # After the assertions of this batch: a removal follows its edge on the wire.
+    _remove_edges(store, client_id, [r for r in records if isinstance(r, EdgeRemoval)])
     return len(records)
 
