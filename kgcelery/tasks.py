@@ -47,10 +47,10 @@ from kgcelery.clients import validate_client_id
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import GraphUnavailableError, InvalidClientIdError, RejectedRecordError
 from kgcelery.graph import GraphStore, open_store
-from kgcelery.graph.writer import write_alerts, write_events, write_logs
+from kgcelery.graph.writer import write_alerts, write_logs, write_signals
 from kgcelery.graph.writer_state import write_resources, write_topology
 from kgcelery.kinds import TASK_FOR_KIND
-from kgcelery.normalize.alerts import normalize_alert
+from kgcelery.normalize.alerts import is_alert, normalize_alert
 from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import fold_logs, normalize_log
 from kgcelery.normalize.resources import normalize_resource
@@ -213,8 +213,13 @@ def dead_letters() -> DeadLetterWriter:
     return _dead_letters
 
 
-EVENTS = Kind("event", lambda value, _: normalize_event(value),
-              lambda s, client, records, _: write_events(s, client, records))
+def _event_or_alert(value: Any, _: str) -> list[Any]:
+    """Event topics also carry alerts (Vector's ``prom.alert`` twin on events.normalized)."""
+    return normalize_alert(value) if is_alert(value) else normalize_event(value)
+
+
+EVENTS = Kind("event", _event_or_alert,
+              lambda s, client, records, _: write_signals(s, client, records))
 LOGS = Kind("log", lambda value, _: normalize_log(value),
             lambda s, client, records, batch: write_logs(s, client, fold_logs(records), batch))
 RESOURCES = Kind("resource", normalize_resource,
