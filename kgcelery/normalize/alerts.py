@@ -161,7 +161,8 @@ def _alert(alert: dict[str, Any], payload: dict[str, Any]) -> AlertRecord:
 
 def _signal(value: dict[str, Any]) -> AlertRecord:
     """An alert-receiver record (see the module docstring)."""
-    subject = value.get("subject") if isinstance(value.get("subject"), dict) else {}
+    given = value.get("subject")
+    subject: dict[str, Any] = given if isinstance(given, dict) else {}
     name = text(value.get("reason"))
     if not name:
         raise RejectedRecordError("unrecognized-alert",

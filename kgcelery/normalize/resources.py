@@ -216,15 +216,17 @@ def _state_record(record: dict[str, Any]) -> ResourceRecord:
         props=props)
 
 
-def tombstone(entity: str) -> ResourceRecord:
+def tombstone(entity: str, at: float | None = None) -> ResourceRecord:
     """The deletion a null value stands for, from its key entity (``pod::<uid>``,
-    ``pod:<uid>`` or ``Pod/ns/name``)."""
+    ``pod:<uid>`` or ``Pod/ns/name``), versioned by its Kafka timestamp ``at`` when
+    known (else it deletes as of the newest observation applied: ``v`` empty)."""
+    v = version(at, None, rank=RANK_DELETE, content=entity) if at else ""
     parsed = parse_object_id(entity)
     if parsed:
         kind, namespace, name = parsed
         return ResourceRecord(id=object_id(kind, namespace, name), kind=kind,
                               namespace=namespace, name=name, uid="", op=TOMBSTONE,
-                              at=None, v="")
+                              at=at, v=v)
     kind, sep, uid = entity.partition("::") if "::" in entity else entity.partition(":")
     if not sep or not uid or not kind:
         raise RejectedRecordError(
@@ -232,16 +234,18 @@ def tombstone(entity: str) -> ResourceRecord:
             f"a null resource value needs a key entity like 'pod::<uid>' or 'Pod/ns/name', "
             f"not {entity!r}")
     return ResourceRecord(id="", kind=canonical_kind(kind), namespace="", name="", uid=uid,
-                          op=TOMBSTONE, at=None, v="")
+                          op=TOMBSTONE, at=at, v=v)
 
 
-def normalize_resource(value: Any, entity: str = "") -> list[ResourceRecord]:
-    """One input value to its resource records (a ``List`` holds several).
+def normalize_resource(value: Any, entity: str = "",
+                       produced: float | None = None) -> list[ResourceRecord]:
+    """One input value to its resource records (a ``List`` holds several); a null
+    value is a tombstone of ``entity``, produced (Kafka timestamp) at ``produced``.
 
     Raises :class:`RejectedRecordError` (``unrecognized-resource``) for anything else.
     """
     if value is None:
-        return [tombstone(entity)]
+        return [tombstone(entity, produced)]
     if not isinstance(value, dict):
         raise RejectedRecordError("unrecognized-resource",
                                   f"a resource must be a JSON object, not {type(value).__name__}")

@@ -58,11 +58,14 @@ class EdgeRecord:
 class EdgeRemoval:
     """A tombstone of an edge record: its key names the ends, not the type, so every
     topology edge between them goes (state-watcher ids name one edge per pair of ends).
-    Like resource tombstones it has no time: it removes as of the newest assertion."""
+    Versioned by its Kafka timestamp ``at`` when the bridge gives one; without, ``v`` is
+    empty and it removes as of the newest assertion applied."""
 
     id: str
     source: EndpointRef
     target: EndpointRef
+    at: float | None = None
+    v: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +125,9 @@ def _agent_object_id(value: str) -> EndpointRef | None:
     return None
 
 
-def edge_tombstone(entity: str) -> EdgeRemoval:
-    """The removal a null topology value stands for, from its key ``edge:<from>-><to>``."""
+def edge_tombstone(entity: str, at: float | None = None) -> EdgeRemoval:
+    """The removal a null topology value stands for, from its key ``edge:<from>-><to>``,
+    produced (Kafka timestamp) at ``at``."""
     ends = entity.removeprefix("edge:") if entity.startswith("edge:") else ""
     source, arrow, target = ends.partition("->")
     if not arrow or not source or not target:
@@ -131,7 +135,8 @@ def edge_tombstone(entity: str) -> EdgeRemoval:
             "unattributable-tombstone",
             f"a null topology value needs a key entity 'edge:<from>-><to>' (the "
             f"state-watcher's edge id), not {entity[:200]!r}")
-    return EdgeRemoval(id=entity, source=endpoint(source), target=endpoint(target))
+    return EdgeRemoval(id=entity, source=endpoint(source), target=endpoint(target), at=at,
+                       v=version(at, None, rank=RANK_DELETE, content=entity) if at else "")
 
 
 def _edge(record: dict[str, Any]) -> EdgeRecord:
@@ -169,14 +174,15 @@ def _snapshot(record: dict[str, Any]) -> SnapshotRecord:
                           items=tuple(items))
 
 
-def normalize_topology(value: Any,
-                       entity: str = "") -> list[EdgeRecord | EdgeRemoval | SnapshotRecord]:
-    """One topology value (or a tombstone, ``None``, and its key entity) to its record.
+def normalize_topology(value: Any, entity: str = "", produced: float | None = None,
+                       ) -> list[EdgeRecord | EdgeRemoval | SnapshotRecord]:
+    """One topology value (or a tombstone, ``None``, its key entity and Kafka timestamp
+    ``produced``) to its record.
 
     Raises :class:`RejectedRecordError` (``invalid-topology``) for anything else.
     """
     if value is None:
-        return [edge_tombstone(entity)]
+        return [edge_tombstone(entity, produced)]
     if not isinstance(value, dict):
         raise _invalid(f"a topology record must be a JSON object, not {type(value).__name__}")
     if isinstance(value.get("items"), list):
