@@ -102,12 +102,13 @@ def tombstone_resources(scope: Scope, by_uid: bool, label: str = RESOURCE) -> st
     )
 
 
-#: A topology RUNS_ON record older than the pod's state, which names another node (or
-#: none), is superseded: the kg agent never tombstones RUNS_ON (its ``deletePod``
-#: does not), so a pod re-created under its name on another node would otherwise run
-#: on both. ``p`` is the pod, ``x`` the node.
+#: A topology RUNS_ON record older than the pod's state, which names another node, is
+#: superseded: the kg agent never tombstones RUNS_ON (its ``deletePod`` does not), so
+#: a pod re-created under its name on another node would otherwise run on both. (A
+#: state without a node may just not say: it supersedes nothing.) ``p`` is the pod,
+#: ``x`` the node.
 _SUPERSEDED = ("(coalesce(e.edge_at, 0.0) < coalesce(p.at, 0.0) "
-               "AND coalesce(p.node_name, '') <> coalesce(x.name, ''))")
+               "AND coalesce(p.node_name, '') <> '' AND p.node_name <> coalesce(x.name, ''))")
 
 
 @lru_cache(maxsize=8)

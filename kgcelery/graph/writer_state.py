@@ -1,4 +1,5 @@
-"""Write resource and topology records (object state, and the edges it implies).
+"""Write resource, topology and scrape target records (object state, the edges it
+implies, edge records and their tombstones, Prometheus targets and what they scrape).
 
 Per batch: the objects (one statement per label), tombstones, then what their current
 state implies (scheduling, owners, service selection, containers), each as one
@@ -226,7 +227,6 @@ def write_topology(store: GraphStore, client_id: str,
     # After the assertions of this batch: a removal follows its edge on the wire.
     _remove_edges(store, client_id, [r for r in records if isinstance(r, EdgeRemoval)])
     return len(records)
-
 
 
 def write_targets(store: GraphStore, client_id: str, records: Iterable[TargetRecord]) -> int:

@@ -173,9 +173,9 @@ def _signal(value: dict[str, Any]) -> AlertRecord:
     oid = object_id(kind, namespace, object_name) if kind and object_name else ""
     seen = first_epoch(value.get("event_time"), value.get("timestamp"))
     severity = _SEVERITY.get(text(value.get("severity")).lower(), "warning")
+    # Its labels are not sent: only the name is known to be one.
     props = {"summary": text(value.get("message")) or None, "source": "alert-receiver",
-             "labels": pairs({"alertname": name, "namespace": namespace,
-                              kind.lower(): object_name} if oid else {"alertname": name})}
+             "labels": pairs({"alertname": name})}
     return AlertRecord(
         id=f"rcv:{digest([name, kind, namespace, object_name], 20)}", name=name,
         fingerprint="", status="firing", severity=severity, starts_at=seen, ends_at=None,
