@@ -40,6 +40,8 @@ POD = {"kind": "Pod", "metadata": _meta(
     "status": {"phase": "Running", "podIP": "10.42.0.7", "containerStatuses": [
         {"name": "app", "ready": True, "restartCount": 3},
         {"name": "sidecar", "ready": False, "restartCount": 2}]}}
+PENDING = {"kind": "Pod", "metadata": _meta("web-2", "u-pod2"), "spec": {},
+           "status": {"phase": "Pending"}}
 SERVICE = {"kind": "Service", "metadata": _meta("web", "u-svc"), "spec": {
     "type": "NodePort", "selector": {"app": "web"}, "clusterIP": "10.43.0.10",
     "clusterIPs": ["10.43.0.10"], "ipFamilyPolicy": "SingleStack",
@@ -86,6 +88,7 @@ def _state(obj: dict[str, Any]) -> ResourceRecord:
            "completions": 1, "owner_ids": ["CronJob/default/backup"]}),
     (CRONJOB, {"schedule": "*/5 * * * *", "suspend": True, "active": 1,
                "last_schedule_at": to_epoch(START)}),
+    (PENDING, {"status": "Pending", "ready": False, "restart_count": 0, "node_name": ""}),
     (NODE, {"ready": True, "status": "Ready"}),
     (NOT_READY, {"ready": False, "status": "NotReady"}),
 ])

@@ -74,10 +74,14 @@ def state_fields(kind: str, record: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(raw_status, dict):
         props["status"] = text(raw_status) or None
     if kind == "Pod":
+        phase = text(status.get("phase"))
         ready = _flag(status.get("containerReady", status.get("ready")))
+        # The agent's allContainersReady is true for a pod without container statuses
+        # (still Pending): not ready, as a full object says.
+        ready = False if ready and phase == "Pending" else ready
         restarts = status.get("restartCount", record.get("restartCount",
                                                          record.get("restarts")))
-        props.update(status=text(status.get("phase")) or props.get("status"),
+        props.update(status=phase or props.get("status"),
                      restart_count=optional_int(restarts), ready=ready)
     elif kind == "Node":
         ready = _flag(status.get("ready"))
