@@ -324,3 +324,20 @@ def test_agent_records_through_real_workers(stack_settings: Settings, tmp_path: 
     assert count(graph, client, "MATCH (a:Alert) RETURN count(a)") == 2
     assert count(graph, client, "MATCH (t:PromTarget) RETURN count(t)") == 2
     assert count(graph, client, "MATCH (n:Node) WHERE n.ready RETURN count(n)") == 1
+
+
+def test_a_runs_on_by_uid_adopted_by_a_newer_pod_elsewhere_is_superseded(
+        graph: GraphStore, client_ids: list[str]) -> None:
+    """Found by the idempotency property: the placeholder's edge, adopted by the pod,
+    must be judged against the pod's state as write_edges judges it."""
+    edge = {"op": "UPSERT", "at": T1, "type": "RUNS_ON", "from": "pod::uid-p0", "to": "Node/n1"}
+    pod = {"op": "UPSERT", "at": T2, "kind": "Pod", "namespace": "shop", "name": "p0",
+           "uid": "uid-p0", "node": "n0"}
+    first, second = client_ids[:2]
+    apply(graph, first, "topology", [("", edge)])
+    apply(graph, first, "resource", [("", pod)])
+    apply(graph, second, "resource", [("", pod)])
+    apply(graph, second, "topology", [("", edge)])
+    for client in (first, second):
+        assert edges_of(graph, client, "SCHEDULED_ON") == {("Pod/shop/p0", "Node/n0")}
+    assert dump(graph, first) == dump(graph, second)

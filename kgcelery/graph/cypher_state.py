@@ -234,15 +234,19 @@ def adopt_edges(scope: Scope, rel: str, outgoing: bool) -> str:
     ph_edge = f"(ph)-[e:{rel}]->(x)" if outgoing else f"(x)-[e:{rel}]->(ph)"
     real_edge = f"(n)-[f:{rel}]->(x)" if outgoing else f"(x)-[f:{rel}]->(n)"
     take = "(f.edge_v IS NULL OR e.edge_v > f.edge_v)"
+    # The adopting pod's state may supersede the RUNS_ON record (as in write_edges).
+    superseded = (f", {_SUPERSEDED.replace('p.', 'n.').replace('e.', 'f.')} AS superseded"
+                  if rel == "SCHEDULED_ON" and outgoing else "")
     return (
         f"UNWIND $uids AS u MATCH {scope.key('ph', RESOURCE, _PH_ID)} "
         f"MATCH {scope.node('n', RESOURCE, 'uid: u')} WHERE n.placeholder IS NULL "
         f"MATCH {ph_edge} WHERE x <> ph MERGE {real_edge} "
-        f"WITH e, f, {take} AS take "
+        f"WITH n, x, e, f, {take} AS take "
         f"SET {when('take', 'f', 'edge_id', 'e.edge_id')}, "
         f"{when('take', 'f', 'edge_op', 'e.edge_op')}, "
         f"{when('take', 'f', 'edge_at', 'e.edge_at')}, {when('take', 'f', 'edge_v', 'e.edge_v')} "
-        "WITH e, f SET f.gone = NOT coalesce(f.spec, false) AND f.edge_op = 'DELETE' DELETE e")
+        f"WITH e, f{superseded} SET f.gone = NOT coalesce(f.spec, false) AND "
+        f"(f.edge_op = 'DELETE'{' OR superseded' if superseded else ''}) DELETE e")
 
 
 @lru_cache(maxsize=8)
