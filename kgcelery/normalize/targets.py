@@ -75,7 +75,7 @@ def normalize_target(value: Any, entity: str = "",
     Raises :class:`RejectedRecordError` (``invalid-target``, ``unattributable-tombstone``).
     """
     if value is None:
-        if entity.count("|") != 4:
+        if entity.count("|") < 4:
             raise RejectedRecordError(
                 "unattributable-tombstone",
                 "a null target value needs the key entity "
@@ -92,7 +92,7 @@ def normalize_target(value: Any, entity: str = "",
     if op != UPSERT:
         raise _invalid(f"a target record's op is UPSERT (removal is a null value), not {op!r}")
     cluster = text(value.get("cluster"))
-    key = entity if entity.count("|") == 4 else target_key(cluster, labels)
+    key = entity if entity.count("|") >= 4 else target_key(cluster, labels)
     at = first_epoch(value.get("at"))
     health = text(value.get("health")).lower()
     props = {
