@@ -13,6 +13,25 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+#: An Alertmanager v4 webhook body: one alert firing, one resolved, receiver ``kg-rca``.
+PAYLOAD: dict[str, Any] = {
+    "version": "4", "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}", "truncatedAlerts": 0,
+    "status": "firing", "receiver": "kg-rca", "externalURL": "http://am:9093",
+    "groupLabels": {"alertname": "KubePodCrashLooping"},
+    "commonLabels": {"alertname": "KubePodCrashLooping", "severity": "critical"},
+    "commonAnnotations": {},
+    "alerts": [
+        {"status": "firing", "labels": {"alertname": "KubePodCrashLooping", "namespace": "shop",
+                                        "pod": "web-1", "severity": "critical"},
+         "annotations": {"summary": "web-1 restarts"}, "startsAt": "2026-03-01T10:00:00Z",
+         "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/g",
+         "fingerprint": "a1b2c3d4e5f60718"},
+        {"status": "resolved", "labels": {"alertname": "KubePodCrashLooping",
+                                          "namespace": "shop", "pod": "web-2",
+                                          "severity": "critical"},
+         "annotations": {}, "startsAt": "2026-03-01T09:00:00Z",
+         "endsAt": "2026-03-01T09:30:00Z", "fingerprint": "0f0e0d0c0b0a0908"}]}
+
 
 def vector_twins(payload: dict[str, Any], now: str) -> list[dict[str, Any]]:
     out = []

@@ -20,10 +20,9 @@ from kgcelery.settings import Settings
 from kgcelery.tasks import KINDS
 from tests import corpus_data
 from tests import statewatcher_records as sw
-from tests.agent_alert_records import receiver_records, vector_twins
+from tests.agent_alert_records import PAYLOAD, receiver_records, vector_twins
 from tests.graph_helpers import difference, dump, edges_of, props_of
 from tests.ingest_helpers import ingest_worker, send, wait_stable
-from tests.test_normalize_agent_alerts import PAYLOAD
 
 pytestmark = pytest.mark.integration
 

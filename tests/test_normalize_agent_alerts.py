@@ -13,28 +13,9 @@ from kgcelery.bridge.routing import explode_alerts
 from kgcelery.errors import RejectedRecordError
 from kgcelery.normalize.alerts import AlertRecord, is_alert, normalize_alert
 from kgcelery.normalize.timeparse import to_epoch
-from tests.agent_alert_records import receiver_records, vector_twins
+from tests.agent_alert_records import PAYLOAD, receiver_records, vector_twins
 
 NOW = "2026-03-01T10:05:00.123Z"
-PAYLOAD: dict[str, Any] = {
-    "version": "4", "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}", "truncatedAlerts": 0,
-    "status": "firing", "receiver": "kg-rca", "externalURL": "http://am:9093",
-    "groupLabels": {"alertname": "KubePodCrashLooping"},
-    "commonLabels": {"alertname": "KubePodCrashLooping", "severity": "critical"},
-    "commonAnnotations": {},
-    "alerts": [
-        {"status": "firing", "labels": {"alertname": "KubePodCrashLooping", "namespace": "shop",
-                                        "pod": "web-1", "severity": "critical"},
-         "annotations": {"summary": "web-1 restarts"}, "startsAt": "2026-03-01T10:00:00Z",
-         "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/g",
-         "fingerprint": "a1b2c3d4e5f60718"},
-        {"status": "resolved", "labels": {"alertname": "KubePodCrashLooping",
-                                          "namespace": "shop", "pod": "web-2",
-                                          "severity": "critical"},
-         "annotations": {}, "startsAt": "2026-03-01T09:00:00Z",
-         "endsAt": "2026-03-01T09:30:00Z", "fingerprint": "0f0e0d0c0b0a0908"}]}
-
-
 def _wire(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value))
 
