@@ -153,7 +153,7 @@ def direct_sink(settings: Settings, topics: list[str], total: int) -> float:
             for chunk in range(0, len(values), settings.batch_max_records):
                 records = []
                 for value, entity in values[chunk:chunk + settings.batch_max_records]:
-                    records.extend(task_kind.normalize(value, entity))
+                    records.extend(task_kind.normalize(value, entity, None))
                 task_kind.write(store, client, records, f"direct:{done}:{chunk}")
         done += len(messages)
     consumer.close()

@@ -14,4 +14,5 @@ TASK_FOR_KIND: dict[str, str] = {
     "resource": "kgcelery.ingest_resources",
     "topology": "kgcelery.ingest_topology",
     "alert": "kgcelery.ingest_alerts",
+    "target": "kgcelery.ingest_targets",
 }

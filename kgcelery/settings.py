@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Kinds of record the bridge understands (the wire contract of DESIGN.md).
-KINDS = ("event", "log", "resource", "topology", "alert", "registry", "heartbeat")
+KINDS = ("event", "log", "resource", "topology", "alert", "target", "registry", "heartbeat")
 
 #: Topics that existing kg agents already produce, and the kind of each
 #: (``raw.k8s.logs`` is Vector's raw mirror: unkeyed by the agent chart, so its records
@@ -31,6 +31,7 @@ DEFAULT_TOPICS: dict[str, str] = {
     "logs.normalized": "log",
     "state.k8s.resource": "resource",
     "state.k8s.topology": "topology",
+    "state.prom.targets": "target",
     "raw.prom.alerts": "alert",
     "alerts.raw": "alert",
     "cluster.registry": "registry",
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     Kafka and the bridge:
         KAFKA_BOOTSTRAP_SERVERS: Kafka bootstrap servers (derived from the embedded port).
         TOPICS: JSON object topic -> kind (event, log, resource, topology, alert,
-            registry, heartbeat).
+            target, registry, heartbeat).
         TOPIC_PARTITIONS: partitions of the topics the embedded stack creates (4).
         CONSUMER_GROUP: the bridge's consumer group (``kgcelery-bridge``).
         KAFKA_SESSION_TIMEOUT_MS / KAFKA_HEARTBEAT_INTERVAL_MS: group membership timing

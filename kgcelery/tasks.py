@@ -6,8 +6,9 @@ Names and signatures are the contract with the bridge:
 Kafka timestamp, from which :mod:`kgcelery.latency` measures produce-to-graph time).
 A task takes one batch of one client (the client id once, never per record) and runs
 on that client's queue.
-A resource tombstone is a record ``None`` whose entity (``pod::<uid>``,
-``Pod/ns/name``) names what was deleted.
+A tombstone is a record ``None`` whose entity names what was deleted: an object
+(``pod::<uid>``, ``pod:<uid>``, ``Pod/ns/name``), an edge (``edge:<from>-><to>``) or a
+scrape target (``<cluster>|<job>|<namespace>|<service>|<instance>``).
 
 Late acknowledgement (the app's default) plus ``acks_on_failure_or_timeout=False``:
 a task that dies or fails without having written or dead-lettered its records stays
@@ -46,13 +47,14 @@ from kgcelery.clients import validate_client_id
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import GraphUnavailableError, InvalidClientIdError, RejectedRecordError
 from kgcelery.graph import GraphStore, open_store
-from kgcelery.graph.writer import write_alerts, write_events, write_logs
-from kgcelery.graph.writer_state import write_resources, write_topology
+from kgcelery.graph.writer import write_alerts, write_logs, write_signals
+from kgcelery.graph.writer_state import write_resources, write_targets, write_topology
 from kgcelery.kinds import TASK_FOR_KIND
-from kgcelery.normalize.alerts import normalize_alert
+from kgcelery.normalize.alerts import is_alert, normalize_alert
 from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import fold_logs, normalize_log
 from kgcelery.normalize.resources import normalize_resource
+from kgcelery.normalize.targets import normalize_target
 from kgcelery.normalize.topology import normalize_topology
 from kgcelery.retry import Backoff
 from kgcelery.settings import Settings
@@ -69,7 +71,9 @@ class Kind:
     """How to normalize and write one kind of record."""
 
     name: str
-    normalize: Callable[[Any, str], list[Any]]
+    #: (value, key entity, Kafka timestamp in s or None) -> records. The timestamp
+    #: versions tombstones, which carry no time of their own.
+    normalize: Callable[[Any, str, float | None], list[Any]]
     write: Callable[[GraphStore, str, list[Any], str], int]
 
 
@@ -79,6 +83,13 @@ class Rejected:
     origin: Origin | None
     reason: str
     detail: str
+
+
+def produced_at(origin: Origin | None) -> float | None:
+    """The Kafka timestamp of a record (seconds), when its origin carries one."""
+    if origin and len(origin) > 4 and isinstance(origin[4], int | float) and origin[4] > 0:
+        return float(origin[4]) / 1000.0
+    return None
 
 
 def batch_id(kind: str, records: list[Any], origins: list[Origin] | None) -> str:
@@ -131,7 +142,7 @@ def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], Grap
         origin = origin_of(index)
         entity = str(origin[3]) if origin and len(origin) > 3 else ""
         try:
-            produced = kind.normalize(record, entity)
+            produced = kind.normalize(record, entity, produced_at(origin))
         except RejectedRecordError as error:
             rejected.append(Rejected(record, origin, error.reason, error.detail))
             continue
@@ -207,20 +218,27 @@ def dead_letters() -> DeadLetterWriter:
     return _dead_letters
 
 
-EVENTS = Kind("event", lambda value, _: normalize_event(value),
-              lambda s, client, records, _: write_events(s, client, records))
-LOGS = Kind("log", lambda value, _: normalize_log(value),
+def _event_or_alert(value: Any, _entity: str, _at: float | None) -> list[Any]:
+    """Event topics also carry alerts (Vector's ``prom.alert`` twin on events.normalized)."""
+    return normalize_alert(value) if is_alert(value) else normalize_event(value)
+
+
+EVENTS = Kind("event", _event_or_alert,
+              lambda s, client, records, _: write_signals(s, client, records))
+LOGS = Kind("log", lambda value, _entity, _at: normalize_log(value),
             lambda s, client, records, batch: write_logs(s, client, fold_logs(records), batch))
 RESOURCES = Kind("resource", normalize_resource,
                  lambda s, client, records, _: write_resources(s, client, records))
-TOPOLOGY = Kind("topology", lambda value, _: normalize_topology(value),
+TOPOLOGY = Kind("topology", normalize_topology,
                 lambda s, client, records, _: write_topology(s, client, records))
-ALERTS = Kind("alert", lambda value, _: normalize_alert(value),
+ALERTS = Kind("alert", lambda value, _entity, _at: normalize_alert(value),
               lambda s, client, records, _: write_alerts(s, client, records))
+TARGETS = Kind("target", normalize_target,
+               lambda s, client, records, _: write_targets(s, client, records))
 
 #: Every kind by its name (the bridge's kinds), for code that runs a kind in-process.
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (EVENTS, LOGS, RESOURCES, TOPOLOGY,
-                                                       ALERTS)}
+                                                       ALERTS, TARGETS)}
 
 _OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True,
                             "acks_on_failure_or_timeout": False, "max_retries": None}
@@ -264,3 +282,10 @@ def ingest_alerts(self: Task, client_id: str, records: list[Any],
                   origins: list[Origin] | None = None) -> dict[str, int]:
     """Alertmanager webhook payloads or single alerts -> Alert nodes ABOUT objects."""
     return _run(self, ALERTS, client_id, records, origins)
+
+
+@app.task(name=TASK_FOR_KIND["target"], **_OPTIONS)
+def ingest_targets(self: Task, client_id: str, records: list[Any],
+                   origins: list[Origin] | None = None) -> dict[str, int]:
+    """Prometheus scrape targets and their tombstones -> PromTarget nodes SCRAPES objects."""
+    return _run(self, TARGETS, client_id, records, origins)

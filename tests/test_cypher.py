@@ -41,6 +41,11 @@ BUILDERS: list[Builder] = [
     *(lambda s, label=label: cypher_signals.write_log_patterns(s, label)
       for label in ("Container", "Pod", "Node")),
     lambda s: cypher_signals.prune_log_batches(s),
+    *(lambda s, rel=rel: cypher_state.remove_edges(s, rel)
+      for rel in ("SCHEDULED_ON", "OWNS", "SELECTS")),
+    lambda s: cypher_state.tombstone_resources(s, False, "PromTarget"),
+    lambda s: cypher_state.upsert_targets(s), lambda s: cypher_state.retract_scrapes(s),
+    lambda s: cypher_state.assert_scrapes(s),
 ]
 #: A node pattern with labels: (var:Label[:Label] {props}) or (var:Label).
 NODE_PATTERN = re.compile(r"\((\w+)((?::\w+)+)(?: \{([^}]*)\})?\)")

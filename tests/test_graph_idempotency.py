@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.settings import Settings
-from kgcelery.tasks import ALERTS, EVENTS, LOGS, RESOURCES, TOPOLOGY, Kind, batch_id
+from kgcelery.tasks import ALERTS, EVENTS, LOGS, RESOURCES, TARGETS, TOPOLOGY, Kind, batch_id
 from tests.graph_helpers import difference, dump, pod
 
 pytestmark = pytest.mark.integration
@@ -61,6 +61,27 @@ edge = st.builds(
                                     "from": f"pod::uid-{p}" if by_uid else f"Pod/shop/{p}"},
     pod_names, st.booleans(), st.sampled_from(NODES), st.sampled_from(["UPSERT", "DELETE"]),
     times)
+#: The kg agent's edges (``pod:ns:name`` -> ``node:name``), as state-watcher sends them.
+agent_edge = st.builds(
+    lambda p, node, t: {"op": "UPSERT", "at": t, "type": "RUNS_ON", "to": f"node:{node}",
+                        "from": f"pod:shop:{p}", "id": f"edge:pod:shop:{p}->node:{node}"},
+    pod_names, st.sampled_from(NODES), times)
+#: Scrape targets (state.prom.targets) naming the pods and nodes.
+target = st.builds(
+    lambda p, node, health, t: {"op": "UPSERT", "at": t, "cluster": "c", "scrapeUrl": "u",
+                                "health": health, "lastScrape": t,
+                                "labels": {"job": "web", "namespace": "shop",
+                                           "instance": "i0", "pod": p, "node": node}},
+    pod_names, st.sampled_from(NODES), st.sampled_from(["up", "down"]), times)
+#: Vector's normalized alert twin (events.normalized) and alert-receiver signals.
+twin = st.builds(lambda a, t: {"receiver": "r", "status": "firing", "alerts": a,
+                               "etype": "prom.alert", "labels": {}, "event_time": t},
+                 alert, times)
+signal = st.builds(
+    lambda target, sev, t: {"event_id": f"e-{t}", "event_time": t, "etype": "prom.alert",
+                            "reason": "PodDown", "severity": sev, "message": f"m {t}",
+                            "subject": {"kind": "Pod", "ns": "shop", "name": target}},
+    pod_names, st.sampled_from(["WARNING", "CRITICAL"]), times)
 snapshot = st.builds(
     lambda names, t: {"timestamp": t, "complete": True, "items": [
         {"kind": "Pod", "metadata": {"name": n, "namespace": "shop", "uid": f"uid-{n}",
@@ -74,8 +95,10 @@ log = st.builds(
                                 "WARN slow", "GET / 200"]), times)
 
 KINDS: dict[str, tuple[Kind, Any]] = {
-    "resource": (RESOURCES, resource), "event": (EVENTS, event), "alert": (ALERTS, alert),
-    "topology": (TOPOLOGY, st.one_of(edge, edge, snapshot)), "log": (LOGS, log)}
+    "resource": (RESOURCES, resource), "event": (EVENTS, st.one_of(event, event, twin)),
+    "alert": (ALERTS, st.one_of(alert, alert, signal)),
+    "topology": (TOPOLOGY, st.one_of(edge, edge, agent_edge, snapshot)), "log": (LOGS, log),
+    "target": (TARGETS, target)}
 batches = st.lists(st.sampled_from(sorted(KINDS)).flatmap(
     lambda kind: st.tuples(st.just(kind), st.lists(KINDS[kind][1], min_size=1, max_size=3))),
     min_size=1, max_size=7)
@@ -84,13 +107,14 @@ batches = st.lists(st.sampled_from(sorted(KINDS)).flatmap(
 def _time_of(batch: tuple[str, list[dict[str, Any]]]) -> str:
     """The newest time a batch mentions (all times are ISO text of one format)."""
     found = [v for record in batch[1] for k, v in record.items()
-             if k in ("at", "lastTimestamp", "updatedAt", "timestamp") and v in TIMES]
+             if k in ("at", "lastTimestamp", "updatedAt", "timestamp", "event_time")
+             and v in TIMES]
     return max(found, default=TIMES[0])
 
 
 def apply(store: GraphStore, client: str, batch: tuple[str, list[dict[str, Any]]]) -> None:
     kind, values = KINDS[batch[0]][0], batch[1]
-    normalized = [record for value in values for record in kind.normalize(value, "")]
+    normalized = [record for value in values for record in kind.normalize(value, "", None)]
     kind.write(store, client, normalized, batch_id(kind.name, values, None))
 
 

@@ -29,12 +29,13 @@ from kgcelery.graph.model import (
     LABELS,
     LOG_BATCH,
     LOG_PATTERN,
+    PROM_TARGET,
     RELATIONSHIPS,
     RESOURCE,
 )
 
 #: Labels whose nodes are keyed by ``id`` (a unique constraint or index on each).
-KEYED_LABELS: tuple[str, ...] = (RESOURCE, EVENT, ALERT, LOG_PATTERN, LOG_BATCH)
+KEYED_LABELS: tuple[str, ...] = (RESOURCE, EVENT, ALERT, LOG_PATTERN, LOG_BATCH, PROM_TARGET)
 #: Further (label, property) lookups to index: uid references, selector matching.
 #: XXX: not ``v``: FalkorDB 4.x answers a range scan over an indexed string property
 #: wrongly (``n.v < $snap`` returned a node whose ``v`` is greater).

@@ -21,7 +21,7 @@ from kgcelery.graph.cypher import (
     namespace_each,
     when,
 )
-from kgcelery.graph.model import RESOURCE
+from kgcelery.graph.model import PROM_TARGET, RESOURCE
 
 #: ``gone`` from the versions just written. A deletion older than the state is
 #: forgotten (emptied: see ``normalize.common.filled`` for why nothing is removed): it
@@ -82,26 +82,46 @@ def upsert_resources(scope: Scope, label: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def tombstone_resources(scope: Scope, by_uid: bool) -> str:
-    """Null values: gone as of the newest observation already applied (a tombstone has
-    no time of its own; a strictly newer update, a recreation, still revives)."""
+def tombstone_resources(scope: Scope, by_uid: bool, label: str = RESOURCE) -> str:
+    """Null values: gone as of their Kafka timestamp (``r.tv``) when the bridge gave one,
+    else as of the newest observation already applied; a strictly newer update, a
+    recreation, still revives. Objects by id or uid; scrape targets (``label``
+    PromTarget) by id."""
     match = (scope.node("n", RESOURCE, "uid: r.uid") + " WHERE n.placeholder IS NULL AND "
-             "(r.kind = '' OR n.kind = r.kind)") if by_uid else scope.key("n", RESOURCE, "r.id")
+             "(r.kind = '' OR n.kind = r.kind)") if by_uid else scope.key("n", label, "r.id")
     return (
         f"UNWIND $rows AS r MATCH {match} "
-        # '~' sorts after every version character; '0' before any real version.
-        "WITH n, CASE WHEN n.v IS NULL THEN '0' ELSE n.v + '~' END AS tv "
-        "WITH n, tv, (n.del_v IS NULL OR tv > n.del_v) AS deleted "
-        f"SET {_deleted('deleted', 'n', 'tv', 'n.at', 'tombstone')} "
+        # A timed tombstone (``r.tv``, from its Kafka timestamp) is an ordinary version;
+        # an untimed one: '~' sorts after every version character, '0' before any.
+        "WITH n, r, CASE WHEN r.tv <> '' THEN r.tv WHEN n.v IS NULL THEN '0' "
+        "ELSE n.v + '~' END AS tv "
+        "WITH n, tv, CASE WHEN r.tv <> '' THEN r.at ELSE n.at END AS tat, "
+        "(n.del_v IS NULL OR tv > n.del_v) AS deleted "
+        f"SET {_deleted('deleted', 'n', 'tv', 'tat', 'tombstone')} "
         f"{_GONE.format(n='n', carry='n')}"
     )
 
 
+#: A topology RUNS_ON record older than the pod's state, which names another node, is
+#: superseded: the kg agent never tombstones RUNS_ON (its ``deletePod`` does not), so
+#: a pod re-created under its name on another node would otherwise run on both. (A
+#: state without a node may just not say: it supersedes nothing.) ``p`` is the pod,
+#: ``x`` the node.
+_SUPERSEDED = ("(coalesce(e.edge_at, 0.0) < coalesce(p.at, 0.0) "
+               "AND coalesce(p.node_name, '') <> '' AND p.node_name <> coalesce(x.name, ''))")
+
+
 @lru_cache(maxsize=8)
 def retract_scheduling(scope: Scope) -> str:
-    """Pods whose current state names another node (or none) than an implied edge."""
-    return (f"UNWIND $rows AS r MATCH {scope.key('n', RESOURCE, 'r.id')} WHERE n.v = r.v "
-            f"MATCH (n)-[e:SCHEDULED_ON]->(x) WHERE e.spec AND x.id <> r.node_id {_RETRACT}")
+    """Pods whose current state names another node (or none) than an edge implied by an
+    older state, or asserted by an older RUNS_ON record (:data:`_SUPERSEDED`)."""
+    return (f"UNWIND $rows AS r MATCH {scope.key('p', RESOURCE, 'r.id')} WHERE p.v = r.v "
+            "MATCH (p)-[e:SCHEDULED_ON]->(x) WHERE x.id <> r.node_id "
+            f"WITH e, {_SUPERSEDED} AS superseded, coalesce(e.spec, false) AS implied "
+            "WITH e, superseded, implied, superseded OR implied AS stale WHERE stale "
+            "SET e.spec = null, "
+            "e.gone = superseded OR coalesce(e.edge_op, '') = 'DELETE' "
+            "WITH e, e.edge_op IS NULL AS lonely WHERE lonely DELETE e")
 
 
 @lru_cache(maxsize=8)
@@ -214,15 +234,19 @@ def adopt_edges(scope: Scope, rel: str, outgoing: bool) -> str:
     ph_edge = f"(ph)-[e:{rel}]->(x)" if outgoing else f"(x)-[e:{rel}]->(ph)"
     real_edge = f"(n)-[f:{rel}]->(x)" if outgoing else f"(x)-[f:{rel}]->(n)"
     take = "(f.edge_v IS NULL OR e.edge_v > f.edge_v)"
+    # The adopting pod's state may supersede the RUNS_ON record (as in write_edges).
+    superseded = (f", {_SUPERSEDED.replace('p.', 'n.').replace('e.', 'f.')} AS superseded"
+                  if rel == "SCHEDULED_ON" and outgoing else "")
     return (
         f"UNWIND $uids AS u MATCH {scope.key('ph', RESOURCE, _PH_ID)} "
         f"MATCH {scope.node('n', RESOURCE, 'uid: u')} WHERE n.placeholder IS NULL "
         f"MATCH {ph_edge} WHERE x <> ph MERGE {real_edge} "
-        f"WITH e, f, {take} AS take "
+        f"WITH n, x, e, f, {take} AS take "
         f"SET {when('take', 'f', 'edge_id', 'e.edge_id')}, "
         f"{when('take', 'f', 'edge_op', 'e.edge_op')}, "
         f"{when('take', 'f', 'edge_at', 'e.edge_at')}, {when('take', 'f', 'edge_v', 'e.edge_v')} "
-        "WITH e, f SET f.gone = NOT coalesce(f.spec, false) AND f.edge_op = 'DELETE' DELETE e")
+        f"WITH e, f{superseded} SET f.gone = NOT coalesce(f.spec, false) AND "
+        f"(f.edge_op = 'DELETE'{' OR superseded' if superseded else ''}) DELETE e")
 
 
 @lru_cache(maxsize=8)
@@ -245,13 +269,67 @@ def write_edges(scope: Scope, rel: str, from_label: str, to_label: str) -> str:
     only by uid is a placeholder: label ``Resource``, id ``uid:<uid>``)."""
     rel = checked_relationship(rel)
     newer = "(e.edge_v IS NULL OR r.v > e.edge_v)"
+    # Projected before the SET that reads it (see _GONE's XXX).
+    superseded = (f", {_SUPERSEDED.replace('p.', 'a.').replace('x.', 'b.')} AS superseded"
+                  if rel == "SCHEDULED_ON" else "")
     return (
         f"UNWIND $rows AS r {_endpoint(scope, 'a', 'from_', from_label)} "
         f"{namespace_each(scope, 'a', 'r.from_namespace')} "
         f"{_endpoint(scope, 'b', 'to_', to_label)} "
         f"{namespace_each(scope, 'b', 'r.to_namespace')} MERGE (a)-[e:{rel}]->(b) "
-        f"WITH r, e, {newer} AS newer "
+        f"WITH r, a, b, e, {newer} AS newer "
         f"SET {when('newer', 'e', 'edge_id', 'r.id')}, "
         f"{when('newer', 'e', 'edge_op', 'r.op')}, "
         f"{when('newer', 'e', 'edge_at', 'r.at')}, {when('newer', 'e', 'edge_v', 'r.v')} "
-        "WITH e SET e.gone = NOT coalesce(e.spec, false) AND e.edge_op = 'DELETE'")
+        f"WITH a, b, e{superseded} SET e.gone = NOT coalesce(e.spec, false) AND "
+        f"(e.edge_op = 'DELETE'{' OR superseded' if superseded else ''})")
+
+
+@lru_cache(maxsize=8)
+def remove_edges(scope: Scope, rel: str) -> str:
+    """Edge tombstones: the topology edge of type ``rel`` between two objects (if an
+    edge record asserted it) is DELETEd as of the tombstone's Kafka timestamp (``r.tv``)
+    when newer than its assertion, else (untimed) as of its newest assertion
+    (``edge_v + '~'``); a strictly newer assertion, a recreation, still revives it. An
+    edge already removed is left alone, so a replayed tombstone changes nothing; one
+    that state implies (``spec``) stays live."""
+    rel = checked_relationship(rel)
+    return (
+        f"UNWIND $rows AS r MATCH {scope.key('a', RESOURCE, 'r.from_id')}"
+        f"-[e:{rel}]->{scope.key('b', RESOURCE, 'r.to_id')} "
+        "WITH r, e, CASE WHEN r.tv <> '' THEN r.tv ELSE e.edge_v + '~' END AS tv, "
+        "CASE WHEN r.tv <> '' THEN r.at ELSE e.edge_at END AS tat "
+        "WITH e, tv, tat, e.edge_v IS NOT NULL AND tv > e.edge_v AND "
+        "coalesce(e.edge_op, '') <> 'DELETE' AS newer WHERE newer "
+        "SET e.edge_op = 'DELETE', e.edge_v = tv, e.edge_at = tat "
+        "WITH e SET e.gone = NOT coalesce(e.spec, false)")
+
+
+@lru_cache(maxsize=8)
+def upsert_targets(scope: Scope) -> str:
+    """Scrape targets: the newest observation's state; gone as for objects."""
+    newer = "t.v IS NULL OR r.v > t.v"
+    return (
+        f"UNWIND $rows AS r MERGE {scope.key('t', PROM_TARGET, 'r.id')} "
+        f"WITH r, t, {newer} AS newer "
+        "SET t += CASE WHEN newer THEN r.props ELSE {} END, "
+        f"{when('newer', 't', 'v', 'r.v')} "
+        f"{_GONE.format(n='t', carry='t')}")
+
+
+@lru_cache(maxsize=8)
+def retract_scrapes(scope: Scope) -> str:
+    """SCRAPES edges of targets (rows, their current state) to objects their labels no
+    longer name. Derived from the target's state, so simply deleted."""
+    return (f"UNWIND $rows AS r MATCH {scope.key('t', PROM_TARGET, 'r.id')} WHERE t.v = r.v "
+            "MATCH (t)-[e:SCRAPES]->(o) WITH e, NOT o.id IN r.link_ids AS stale "
+            "WHERE stale DELETE e")
+
+
+@lru_cache(maxsize=8)
+def assert_scrapes(scope: Scope) -> str:
+    """``(PromTarget)-[:SCRAPES]->(object)`` from the target's current labels (the
+    objects are merged before, ``writer.merge_objects``)."""
+    return (f"UNWIND $rows AS r MATCH {scope.key('t', PROM_TARGET, 'r.id')} "
+            f"MATCH {scope.key('o', RESOURCE, 'r.object_id')} "
+            "WITH t, o, t.v = r.v AS current WHERE current MERGE (t)-[:SCRAPES]->(o)")

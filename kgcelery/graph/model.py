@@ -35,15 +35,19 @@ KIND_LABELS: dict[str, str] = {
 #: The label every Kubernetes object node has, whatever its kind.
 RESOURCE = "Resource"
 EVENT, ALERT, LOG_PATTERN = "Event", "Alert", "LogPattern"
+#: A Prometheus scrape target (the agent's ``state.prom.targets``).
+PROM_TARGET = "PromTarget"
 #: Ledger of log batches already counted (log counts add up, so a replay must not).
 LOG_BATCH = "LogBatch"
 
 #: Every label a query may name.
-LABELS = frozenset({RESOURCE, EVENT, ALERT, LOG_PATTERN, LOG_BATCH, *KIND_LABELS.values()})
+LABELS = frozenset({RESOURCE, EVENT, ALERT, LOG_PATTERN, LOG_BATCH, PROM_TARGET,
+                    *KIND_LABELS.values()})
 
 #: Every relationship type a query may name.
 RELATIONSHIPS = frozenset({
     "SCHEDULED_ON", "IN_NAMESPACE", "OWNS", "SELECTS", "ABOUT", "EMITTED", "HAS_CONTAINER",
+    "SCRAPES",
 })
 
 #: Edge types of topology records -> relationship types of the graph.
@@ -96,6 +100,11 @@ def container_id(namespace: str, pod: str, container: str) -> str:
 def placeholder_id(uid: str) -> str:
     """The node that stands for an object known only by its uid, until it is adopted."""
     return f"uid:{uid}"
+
+
+def target_id(key: str) -> str:
+    """A scrape target, by the agent's key ``cluster|job|namespace|service|instance``."""
+    return f"{PROM_TARGET}/{key}"
 
 
 def cluster_id(client_id: str) -> str:

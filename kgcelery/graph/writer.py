@@ -196,6 +196,16 @@ def write_alerts(store: GraphStore, client_id: str, alerts: Iterable[AlertRecord
     return len(alerts)
 
 
+def write_signals(store: GraphStore, client_id: str,
+                  records: Iterable[EventRecord | AlertRecord]) -> int:
+    """Events and alerts of one event topic (``events.normalized`` carries both: the
+    event exporter's events and Vector's alert twin)."""
+    records = list(records)
+    events = [r for r in records if isinstance(r, EventRecord)]
+    alerts = [r for r in records if isinstance(r, AlertRecord)]
+    return write_events(store, client_id, events) + write_alerts(store, client_id, alerts)
+
+
 def write_logs(store: GraphStore, client_id: str, emitters: Iterable[EmitterLogs],
                batch_id: str, *, now: float | None = None) -> int:
     """Add one batch's log counts and patterns, once per ``batch_id`` however often it

@@ -1,4 +1,5 @@
-"""Write resource and topology records (object state, and the edges it implies).
+"""Write resource, topology and scrape target records (object state, the edges it
+implies, edge records and their tombstones, Prometheus targets and what they scrape).
 
 Per batch: the objects (one statement per label), tombstones, then what their current
 state implies (scheduling, owners, service selection, containers), each as one
@@ -15,6 +16,8 @@ from collections.abc import Iterable
 from kgcelery.graph import cypher_state
 from kgcelery.graph.base import GraphStore
 from kgcelery.graph.model import (
+    PROM_TARGET,
+    TOPOLOGY_TYPES,
     cluster_id,
     label_for,
     object_id,
@@ -31,7 +34,9 @@ from kgcelery.graph.writer import (
 )
 from kgcelery.normalize.common import object_ref
 from kgcelery.normalize.resources import DELETE, TOMBSTONE, UPSERT, ResourceRecord
-from kgcelery.normalize.topology import EdgeRecord, EndpointRef, SnapshotRecord
+from kgcelery.normalize.targets import TOMBSTONE as TARGET_TOMBSTONE
+from kgcelery.normalize.targets import TargetRecord
+from kgcelery.normalize.topology import EdgeRecord, EdgeRemoval, EndpointRef, SnapshotRecord
 
 
 def _find_uids(store: GraphStore, client_id: str,
@@ -101,6 +106,19 @@ def _implied(store: GraphStore, client_id: str, current: list[ResourceRecord]) -
                    fold(containers, key="id"))
 
 
+def _tombstone_rows(tombstones: Iterable[ResourceRecord | TargetRecord]) -> list[Row]:
+    """One row per deleted thing: its newest timed tombstone, else an untimed one."""
+    newest: dict[tuple[str, str, str], Row] = {}
+    for t in tombstones:
+        uid, kind = (t.uid, t.kind) if isinstance(t, ResourceRecord) else ("", "")
+        key = (t.id, uid, kind)
+        seen = newest.get(key)
+        if seen is None or t.v > seen["tv"]:
+            newest[key] = {"id": t.id, "uid": uid, "kind": kind, "tv": t.v,
+                           "at": t.at if isinstance(t, ResourceRecord) else t.props.get("at")}
+    return [newest[key] for key in sorted(newest)]
+
+
 def write_resources(store: GraphStore, client_id: str,
                     records: Iterable[ResourceRecord]) -> int:
     """Apply resource observations; return how many records were applied."""
@@ -129,8 +147,7 @@ def write_resources(store: GraphStore, client_id: str,
                    cluster=cluster_id(client_id))
     tombstones = [r for r in records if r.op == TOMBSTONE]
     for by_uid in (False, True):
-        unique = {(t.id, t.uid, t.kind) for t in tombstones if bool(t.uid and not t.id) is by_uid}
-        rows = [{"id": oid, "uid": uid, "kind": kind} for oid, uid, kind in sorted(unique)]
+        rows = _tombstone_rows(t for t in tombstones if bool(t.uid and not t.id) is by_uid)
         run_chunks(store, client_id, cypher_state.tombstone_resources(scope, by_uid), rows)
     current = [newest[key] for key in sorted(newest) if key[1] == UPSERT]
     _implied(store, client_id, current)
@@ -153,8 +170,27 @@ def _end(ref: EndpointRef, found: dict[str, tuple[str, str]], prefix: str) -> tu
                              f"{prefix}placeholder": None}
 
 
+def _remove_edges(store: GraphStore, client_id: str, removals: list[EdgeRemoval]) -> None:
+    """Edge tombstones; an end known only by an unknown uid names no edge (no-op)."""
+    if not removals:
+        return
+    found = _find_uids(store, client_id, (ref.uid for r in removals
+                                          for ref in (r.source, r.target) if not ref.id))
+    newest: dict[tuple[str, str], Row] = {}
+    for removal in removals:
+        ends = [ref.id or found.get(ref.uid, ("", ""))[0]
+                for ref in (removal.source, removal.target)]
+        seen = newest.get((ends[0], ends[1]))
+        if all(ends) and (seen is None or removal.v > seen["tv"]):
+            newest[(ends[0], ends[1])] = {"from_id": ends[0], "to_id": ends[1],
+                                          "tv": removal.v, "at": removal.at}
+    rows = [newest[key] for key in sorted(newest)]
+    for rel in sorted(set(TOPOLOGY_TYPES.values())):
+        run_chunks(store, client_id, cypher_state.remove_edges(scope_of(store), rel), rows)
+
+
 def write_topology(store: GraphStore, client_id: str,
-                   records: Iterable[EdgeRecord | SnapshotRecord]) -> int:
+                   records: Iterable[EdgeRecord | EdgeRemoval | SnapshotRecord]) -> int:
     """Apply edge records and snapshots; return how many records were applied."""
     records = list(records)
     if not records:
@@ -188,5 +224,30 @@ def write_topology(store: GraphStore, client_id: str,
                    fold(rows, key="ends"))
     # The object may have arrived while these placeholders were written.
     adopt_placeholders(store, client_id, placeholders)
+    # After the assertions of this batch: a removal follows its edge on the wire.
+    _remove_edges(store, client_id, [r for r in records if isinstance(r, EdgeRemoval)])
     return len(records)
 
+
+def write_targets(store: GraphStore, client_id: str, records: Iterable[TargetRecord]) -> int:
+    """Apply scrape target observations and tombstones; return how many were applied."""
+    records = list(records)
+    if not records:
+        return 0
+    store.ensure_schema(client_id)
+    scope = scope_of(store)
+    upserts = [r for r in records if r.op != TARGET_TOMBSTONE]
+    rows = fold(r.row() for r in upserts)
+    run_chunks(store, client_id, cypher_state.upsert_targets(scope), rows)
+    newest = {row["id"]: row["v"] for row in rows}
+    current = [r for r in upserts if newest[r.id] == r.v]
+    merge_objects(store, client_id, [link for r in current for link in r.links],
+                  remembered=False)
+    run_chunks(store, client_id, cypher_state.retract_scrapes(scope),
+               [{"id": r.id, "v": r.v, "link_ids": r.row()["link_ids"]} for r in current])
+    run_chunks(store, client_id, cypher_state.assert_scrapes(scope),
+               [{"id": r.id, "v": r.v, "object_id": row["object_id"]}
+                for r in current for _, row in r.links])
+    run_chunks(store, client_id, cypher_state.tombstone_resources(scope, False, PROM_TARGET),
+               _tombstone_rows(r for r in records if r.op == TARGET_TOMBSTONE))
+    return len(records)

@@ -2,8 +2,20 @@
 
 Accepted shapes: a webhook payload (``{"receiver", "status", "alerts": [...]}``, version
 4 or older, exploded into its alerts), one webhook alert (``labels``, ``annotations``,
-``status``, ``startsAt``, ``endsAt``, ``fingerprint``), an Alertmanager API v2 alert
-(``status: {"state": ...}``, ``updatedAt``) and a JSON list of any of those.
+``status``, ``startsAt``, ``endsAt``, ``fingerprint``; the bridge's exploded alerts also
+carry the payload's ``receiver``), an Alertmanager API v2 alert (``status: {"state":
+...}``, ``updatedAt``), a JSON list of any of those, and the kg agent's graph-builder
+signals (``etype: "prom.alert"``):
+- Vector's alert pipeline (``events.normalized``): the webhook payload with ``alerts``
+  holding ONE alert (VRL ``unnest``), plus ``event_id``, ``reason``, ``severity``,
+  ``subject``: the alert is the one in ``alerts``, so it is the same node as the raw
+  payload's (``raw.prom.alerts``) alert;
+- the alert-receiver (``alerts.raw``): ``{event_id, event_time, etype, severity,
+  reason, message, subject: {kind, uid, ns, name}}``, no labels, fingerprint, start or
+  status. Its node is keyed by alert name and subject (``rcv:<hash>``): one node per
+  alert and object, first and last notification times, status ``firing`` (the record
+  cannot say otherwise), ``source: "alert-receiver"``. It cannot be matched to the
+  webhook's episode node: nothing it carries identifies the episode.
 
 An alert node stands for one firing episode: Alertmanager keeps the fingerprint (a
 hash of the labels) across episodes, so the id is ``<fingerprint>@<startsAt>``. The
@@ -18,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import label_for, object_id
+from kgcelery.graph.model import CLUSTER_SCOPED, canonical_kind, label_for, object_id
 from kgcelery.normalize.common import (
     RANK_DELETE,
     RANK_UPSERT,
+    digest,
     filled,
     object_ref,
     pairs,
@@ -46,7 +59,7 @@ _SEVERITY = {"critical": "critical", "page": "critical", "emergency": "critical"
 ALERT_DEFAULTS: dict[str, Any] = {
     "status": "", "severity": "", "ends_at": 0.0, "summary": "", "description": "",
     "runbook_url": "", "generator_url": "", "receiver": "", "labels": [],
-    "updated_at": 0.0, "silenced": False}
+    "updated_at": 0.0, "silenced": False, "source": ""}
 _FNV_OFFSET, _FNV_PRIME, _MASK = 14695981039346656037, 1099511628211, 2**64 - 1
 
 
@@ -131,9 +144,10 @@ def _alert(alert: dict[str, Any], payload: dict[str, Any]) -> AlertRecord:
         "description": text(annotations.get("description")) or None,
         "runbook_url": text(annotations.get("runbook_url")) or None,
         "generator_url": text(alert.get("generatorURL")) or None,
-        "receiver": text(payload.get("receiver")) or None,
+        "receiver": text(payload.get("receiver") or alert.get("receiver")) or None,
         "labels": pairs(labels), "updated_at": updated,
         "silenced": bool(isinstance(raw_status, dict) and raw_status.get("silencedBy")),
+        "source": "alertmanager",
     }
     severity = _SEVERITY.get(text(labels.get("severity")).lower(), "warning")
     return AlertRecord(
@@ -143,6 +157,38 @@ def _alert(alert: dict[str, Any], payload: dict[str, Any]) -> AlertRecord:
                              RANK_UPSERT, content=[status, severity, ends, props]),
         object_id=oid, object_kind=kind, object_namespace=namespace, object_name=name,
         props=props)
+
+
+def _signal(value: dict[str, Any]) -> AlertRecord:
+    """An alert-receiver record (see the module docstring)."""
+    given = value.get("subject")
+    subject: dict[str, Any] = given if isinstance(given, dict) else {}
+    name = text(value.get("reason"))
+    if not name:
+        raise RejectedRecordError("unrecognized-alert",
+                                  "a prom.alert signal needs a reason (the alert's name)")
+    kind = canonical_kind(text(subject.get("kind")))
+    object_name = text(subject.get("name"))
+    namespace = "" if kind in CLUSTER_SCOPED else text(subject.get("ns"))
+    oid = object_id(kind, namespace, object_name) if kind and object_name else ""
+    seen = first_epoch(value.get("event_time"), value.get("timestamp"))
+    severity = _SEVERITY.get(text(value.get("severity")).lower(), "warning")
+    # Its labels are not sent: only the name is known to be one.
+    props = {"summary": text(value.get("message")) or None, "source": "alert-receiver",
+             "labels": pairs({"alertname": name})}
+    return AlertRecord(
+        id=f"rcv:{digest([name, kind, namespace, object_name], 20)}", name=name,
+        fingerprint="", status="firing", severity=severity, starts_at=seen, ends_at=None,
+        seen=seen, v=version(seen, None, content=[severity, props, value.get("event_id")]),
+        object_id=oid, object_kind=kind if oid else "",
+        object_namespace=namespace if oid else "", object_name=object_name if oid else "",
+        props=props)
+
+
+def is_alert(value: Any) -> bool:
+    """Whether a record on an event topic is an alert (Vector's ``prom.alert`` twin)."""
+    return isinstance(value, dict) and (
+        value.get("etype") == "prom.alert" or isinstance(value.get("alerts"), dict))
 
 
 def normalize_alert(value: Any) -> list[AlertRecord]:
@@ -157,6 +203,12 @@ def normalize_alert(value: Any) -> list[AlertRecord]:
                                   f"an alert must be a JSON object, not {type(value).__name__}")
     if isinstance(value.get("alerts"), list):
         return [_alert(alert, value) for alert in value["alerts"] if isinstance(alert, dict)]
+    if isinstance(value.get("alerts"), dict):  # Vector's unnested payload
+        return [_alert(value["alerts"], value)]
+    if value.get("labels"):
+        return [_alert(value, {})]
+    if value.get("etype") == "prom.alert":
+        return [_signal(value)]
     if "labels" in value:
         return [_alert(value, {})]
     raise RejectedRecordError("unrecognized-alert",

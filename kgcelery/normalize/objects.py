@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.graph.model import container_id
-from kgcelery.normalize.common import filled, optional_int, text
+from kgcelery.normalize.common import filled, optional_int, pairs, text
 from kgcelery.normalize.timeparse import first_epoch
 
 #: Every state property of a container node and its empty value (each row names all
@@ -152,6 +152,12 @@ def workload_state(kind: str, spec: dict[str, Any], status: dict[str, Any]) -> d
     if kind == "Namespace":
         return {"status": text(status.get("phase")) or None}
     state: dict[str, Any] = {"conditions": conditions, "images": _template_images(spec)}
+    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
+        match = (spec.get("selector") or {}).get("matchLabels")
+        strategy = spec.get("strategy") or spec.get("updateStrategy") or {}
+        state.update(selector=pairs(match) or None,
+                     strategy=text(strategy.get("type")) if isinstance(strategy, dict)
+                     else None)
     if kind == "DaemonSet":
         state.update(replicas=optional_int(status.get("desiredNumberScheduled")),
                      ready_replicas=optional_int(status.get("numberReady")),
@@ -166,6 +172,13 @@ def workload_state(kind: str, spec: dict[str, Any], status: dict[str, Any]) -> d
                      schedule=text(spec.get("schedule")) or None,
                      suspend=spec.get("suspend") if kind == "CronJob" else None,
                      status="Failed" if failed else "Complete" if complete else None)
+        if kind == "Job":
+            state.update(started_at=first_epoch(status.get("startTime")),
+                         completed_at=first_epoch(status.get("completionTime")),
+                         parallelism=optional_int(spec.get("parallelism")),
+                         completions=optional_int(spec.get("completions")))
+        else:
+            state["last_schedule_at"] = first_epoch(status.get("lastScheduleTime"))
     else:
         state.update(replicas=optional_int(spec.get("replicas")),
                      ready_replicas=optional_int(status.get("readyReplicas")),

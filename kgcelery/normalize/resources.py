@@ -39,33 +39,38 @@ from kgcelery.normalize.common import (
     version,
 )
 from kgcelery.normalize.objects import ContainerRecord, newest_time, pod_state, workload_state
+from kgcelery.normalize.state_fields import service_ports, state_fields
 from kgcelery.normalize.timeparse import first_epoch
 
 #: Every state property a resource node can have, and its empty value ("absent").
 STATE_DEFAULTS: dict[str, Any] = {
     "status": "", "reason": "", "message": "", "created_at": 0.0, "rv": "", "at": 0.0,
-    "labels": [], "owner_ids": [], "conditions": [], "images": [], "node_name": "",
-    "pod_ip": "", "restart_count": 0, "ready": False, "waiting_reason": "",
+    "cluster": "", "labels": [], "owner_ids": [], "conditions": [], "images": [],
+    "node_name": "", "pod_ip": "", "restart_count": 0, "ready": False, "waiting_reason": "",
     "last_termination_reason": "", "last_exit_code": 0, "last_terminated_at": 0.0,
     "replicas": 0, "ready_replicas": 0, "available_replicas": 0, "selector": [],
-    "service_type": "", "cluster_ip": "", "ports": [], "unschedulable": False,
+    "strategy": "", "service_type": "", "cluster_ip": "", "service_ips": [], "ports": [],
+    "target_ports": [], "ip_family_policy": "", "unschedulable": False,
     "kubelet_version": "", "internal_ip": "", "schedule": "", "suspend": False,
-    "succeeded": 0, "failed": 0, "active": 0,
+    "last_schedule_at": 0.0, "succeeded": 0, "failed": 0, "active": 0, "started_at": 0.0,
+    "completed_at": 0.0, "parallelism": 0, "completions": 0,
 }
-_COMMON = ("status", "reason", "message", "created_at", "rv", "at", "labels", "owner_ids",
-           "conditions", "images")
-_WORKLOAD = ("replicas", "ready_replicas", "available_replicas")
+_COMMON = ("status", "reason", "message", "created_at", "rv", "at", "cluster", "labels",
+           "owner_ids", "conditions", "images")
+_WORKLOAD = ("replicas", "ready_replicas", "available_replicas", "selector")
 #: The state properties of each kind (a row names all of them, so that a newer
 #: observation replaces every one; other kinds have the common ones).
 KIND_KEYS: dict[str, tuple[str, ...]] = {
     "Pod": (*_COMMON, "node_name", "pod_ip", "restart_count", "ready", "waiting_reason",
             "last_termination_reason", "last_exit_code", "last_terminated_at"),
     "Node": (*_COMMON, "ready", "unschedulable", "kubelet_version", "internal_ip"),
-    "Service": (*_COMMON, "selector", "service_type", "cluster_ip", "ports"),
-    "Deployment": (*_COMMON, *_WORKLOAD), "ReplicaSet": (*_COMMON, *_WORKLOAD),
-    "StatefulSet": (*_COMMON, *_WORKLOAD), "DaemonSet": (*_COMMON, *_WORKLOAD),
-    "Job": (*_COMMON, "succeeded", "failed", "active"),
-    "CronJob": (*_COMMON, "schedule", "suspend", "active"),
+    "Service": (*_COMMON, "selector", "service_type", "cluster_ip", "service_ips", "ports",
+                "target_ports", "ip_family_policy"),
+    "Deployment": (*_COMMON, *_WORKLOAD, "strategy"), "ReplicaSet": (*_COMMON, *_WORKLOAD),
+    "StatefulSet": (*_COMMON, *_WORKLOAD, "strategy"), "DaemonSet": (*_COMMON, *_WORKLOAD),
+    "Job": (*_COMMON, "succeeded", "failed", "active", "started_at", "completed_at",
+            "parallelism", "completions"),
+    "CronJob": (*_COMMON, "schedule", "suspend", "active", "last_schedule_at"),
 }
 UPSERT, DELETE, TOMBSTONE = "UPSERT", "DELETE", "TOMBSTONE"
 
@@ -155,11 +160,14 @@ def _full_object(obj: dict[str, Any], op: str, at: float | None) -> ResourceReco
         props.update(state)
     elif kind == "Service":
         selector = spec.get("selector")
+        ports, targets = service_ports(spec.get("ports"))
+        ips = [text(ip) for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]
+               if ip and ip != "None"]
         props.update(selector=pairs(selector) if selector else None,
                      service_type=text(spec.get("type")) or None,
-                     cluster_ip=text(spec.get("clusterIP")) or None,
-                     ports=[f"{p.get('port')}/{p.get('protocol', 'TCP')}"
-                            for p in spec.get("ports") or [] if isinstance(p, dict)])
+                     cluster_ip=text(spec.get("clusterIP")) or None, ports=ports,
+                     target_ports=targets, service_ips=sorted(set(ips)) or None,
+                     ip_family_policy=text(spec.get("ipFamilyPolicy")) or None)
     else:
         props.update(workload_state(kind, spec, status))
     return ResourceRecord(
@@ -183,23 +191,24 @@ def _state_record(record: dict[str, Any]) -> ResourceRecord:
     rv = record.get("resourceVersion")
     v = version(at, rv, rank=RANK_DELETE if op == DELETE else RANK_UPSERT,
                 content={k: record.get(k) for k in sorted(record) if k != "client_id"})
-    status = record.get("status")
-    if isinstance(status, dict):
-        status = status.get("phase") or status.get("state")
     image = record.get("image") or record.get("images")
     selector = record.get("serviceSelector")
+    replicas = optional_int(record.get("replicas"))
     props: dict[str, Any] = {
-        "labels": pairs(record.get("labels")), "status": text(status) or None,
+        "labels": pairs(record.get("labels")), "cluster": text(record.get("cluster")) or None,
         "reason": text(record.get("reason")) or None, "rv": text(rv) or None,
-        "pod_ip": text(record.get("podIP")) or None,
-        "replicas": optional_int(record.get("replicas")),
+        "pod_ip": text(record.get("podIP")) or None, "replicas": replicas,
         "ready_replicas": optional_int(record.get("readyReplicas")),
-        "restart_count": optional_int(record.get("restarts", record.get("restartCount"))),
         "images": [text(i) for i in image] if isinstance(image, list) else (
             [text(image)] if image else None),
         "selector": pairs(selector) if isinstance(selector, dict) and selector else None,
         "created_at": first_epoch(record.get("createdAt"), record.get("creationTimestamp")),
     }
+    props.update({key: value for key, value in state_fields(kind, record).items()
+                  if value is not None or key not in props})
+    if (kind in ("Deployment", "ReplicaSet", "StatefulSet") and replicas is not None
+            and props.get("ready_replicas") is not None and not props.get("status")):
+        props["status"] = f"{props['ready_replicas']}/{replicas} ready"
     return ResourceRecord(
         id=oid, kind=kind, namespace=namespace, name=name, uid=uid, op=op, at=at, v=v,
         node=text(record.get("node") or record.get("nodeName")),
@@ -207,15 +216,17 @@ def _state_record(record: dict[str, Any]) -> ResourceRecord:
         props=props)
 
 
-def tombstone(entity: str) -> ResourceRecord:
+def tombstone(entity: str, at: float | None = None) -> ResourceRecord:
     """The deletion a null value stands for, from its key entity (``pod::<uid>``,
-    ``pod:<uid>`` or ``Pod/ns/name``)."""
+    ``pod:<uid>`` or ``Pod/ns/name``), versioned by its Kafka timestamp ``at`` when
+    known (else it deletes as of the newest observation applied: ``v`` empty)."""
+    v = version(at, None, rank=RANK_DELETE, content=entity) if at else ""
     parsed = parse_object_id(entity)
     if parsed:
         kind, namespace, name = parsed
         return ResourceRecord(id=object_id(kind, namespace, name), kind=kind,
                               namespace=namespace, name=name, uid="", op=TOMBSTONE,
-                              at=None, v="")
+                              at=at, v=v)
     kind, sep, uid = entity.partition("::") if "::" in entity else entity.partition(":")
     if not sep or not uid or not kind:
         raise RejectedRecordError(
@@ -223,16 +234,18 @@ def tombstone(entity: str) -> ResourceRecord:
             f"a null resource value needs a key entity like 'pod::<uid>' or 'Pod/ns/name', "
             f"not {entity!r}")
     return ResourceRecord(id="", kind=canonical_kind(kind), namespace="", name="", uid=uid,
-                          op=TOMBSTONE, at=None, v="")
+                          op=TOMBSTONE, at=at, v=v)
 
 
-def normalize_resource(value: Any, entity: str = "") -> list[ResourceRecord]:
-    """One input value to its resource records (a ``List`` holds several).
+def normalize_resource(value: Any, entity: str = "",
+                       produced: float | None = None) -> list[ResourceRecord]:
+    """One input value to its resource records (a ``List`` holds several); a null
+    value is a tombstone of ``entity``, produced (Kafka timestamp) at ``produced``.
 
     Raises :class:`RejectedRecordError` (``unrecognized-resource``) for anything else.
     """
     if value is None:
-        return [tombstone(entity)]
+        return [tombstone(entity, produced)]
     if not isinstance(value, dict):
         raise RejectedRecordError("unrecognized-resource",
                                   f"a resource must be a JSON object, not {type(value).__name__}")

@@ -4,7 +4,11 @@ Accepted shapes:
 - an edge ``{"op": "UPSERT"|"DELETE", "at", "id", "from", "to", "type"}`` with type
   ``RUNS_ON`` (pod -> node), ``SELECTS`` (service -> pod) or ``CONTROLS`` (controller
   -> controlled). ``from``/``to`` name an object by id (``Pod/ns/name``, ``Node/name``),
+  as the state-watcher does (``pod:ns:name``, ``node:name`` for cluster-scoped kinds),
   by ``kind::uid`` or a bare uid, or as ``{"kind", "namespace", "name", "uid"}``;
+- an edge tombstone: a null value whose key entity is the state-watcher's edge id
+  ``edge:<from>-><to>``: the edge between those ends is removed (see
+  :class:`EdgeRemoval`);
 - a snapshot ``{"timestamp", "items": [Kubernetes objects], "complete": bool}``: every
   item is upserted as observed at ``timestamp``; a complete snapshot also marks every
   object it does not contain (and that was not seen after it) as gone at that time.
@@ -16,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import TOPOLOGY_TYPES, canonical_kind, object_id, parse_object_id
+from kgcelery.graph.model import (
+    CLUSTER_SCOPED,
+    TOPOLOGY_TYPES,
+    canonical_kind,
+    object_id,
+    parse_object_id,
+)
 from kgcelery.normalize.common import RANK_ABSENT, RANK_DELETE, RANK_UPSERT, text, version
 from kgcelery.normalize.resources import DELETE, UPSERT, ResourceRecord, normalize_resource
 from kgcelery.normalize.timeparse import first_epoch
@@ -42,6 +52,20 @@ class EdgeRecord:
     op: str
     at: float | None
     v: str
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeRemoval:
+    """A tombstone of an edge record: its key names the ends, not the type, so every
+    topology edge between them goes (state-watcher ids name one edge per pair of ends).
+    Versioned by its Kafka timestamp ``at`` when the bridge gives one; without, ``v`` is
+    empty and it removes as of the newest assertion applied."""
+
+    id: str
+    source: EndpointRef
+    target: EndpointRef
+    at: float | None = None
+    v: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +97,46 @@ def endpoint(ref: Any) -> EndpointRef:
     if parsed:
         kind, namespace, name = parsed
         return EndpointRef(object_id(kind, namespace, name), "", kind)
+    named = _agent_object_id(value)
+    if named:
+        return named
     kind, sep, uid = value.partition("::") if "::" in value else value.partition(":")
     if sep and kind and uid:
         return EndpointRef("", uid, canonical_kind(kind))
     if value and "/" not in value and ":" not in value:
         return EndpointRef("", value, "")
     raise _invalid(f"edge end {value!r} is not an object id (Kind/ns/name) nor a uid")
+
+
+def _agent_object_id(value: str) -> EndpointRef | None:
+    """The state-watcher's ``idFor``: ``<kind>:<namespace>:<name>``, or ``<kind>:<name>``
+    for a cluster-scoped kind (Kubernetes names never hold ``:``). ``<kind>:<x>`` of a
+    namespaced kind stays a uid reference (``pod:<uid>``, the agent's resource keys)."""
+    if "::" in value:
+        return None
+    parts = value.split(":")
+    if len(parts) == 3 and all(parts):
+        kind = canonical_kind(parts[0])
+        namespace = "" if kind in CLUSTER_SCOPED else parts[1]
+        return EndpointRef(object_id(kind, namespace, parts[2]), "", kind)
+    if len(parts) == 2 and all(parts) and canonical_kind(parts[0]) in CLUSTER_SCOPED:
+        kind = canonical_kind(parts[0])
+        return EndpointRef(object_id(kind, None, parts[1]), "", kind)
+    return None
+
+
+def edge_tombstone(entity: str, at: float | None = None) -> EdgeRemoval:
+    """The removal a null topology value stands for, from its key ``edge:<from>-><to>``,
+    produced (Kafka timestamp) at ``at``."""
+    ends = entity.removeprefix("edge:") if entity.startswith("edge:") else ""
+    source, arrow, target = ends.partition("->")
+    if not arrow or not source or not target:
+        raise RejectedRecordError(
+            "unattributable-tombstone",
+            f"a null topology value needs a key entity 'edge:<from>-><to>' (the "
+            f"state-watcher's edge id), not {entity[:200]!r}")
+    return EdgeRemoval(id=entity, source=endpoint(source), target=endpoint(target), at=at,
+                       v=version(at, None, rank=RANK_DELETE, content=entity) if at else "")
 
 
 def _edge(record: dict[str, Any]) -> EdgeRecord:
@@ -116,11 +174,15 @@ def _snapshot(record: dict[str, Any]) -> SnapshotRecord:
                           items=tuple(items))
 
 
-def normalize_topology(value: Any) -> list[EdgeRecord | SnapshotRecord]:
-    """One topology value to its edge or snapshot record.
+def normalize_topology(value: Any, entity: str = "", produced: float | None = None,
+                       ) -> list[EdgeRecord | EdgeRemoval | SnapshotRecord]:
+    """One topology value (or a tombstone, ``None``, its key entity and Kafka timestamp
+    ``produced``) to its record.
 
     Raises :class:`RejectedRecordError` (``invalid-topology``) for anything else.
     """
+    if value is None:
+        return [edge_tombstone(entity, produced)]
     if not isinstance(value, dict):
         raise _invalid(f"a topology record must be a JSON object, not {type(value).__name__}")
     if isinstance(value.get("items"), list):
