@@ -40,8 +40,6 @@ from tests.helpers import Processes, produce, wait_for
 
 pytestmark = pytest.mark.integration
 
-NEEDS_GRAPH = pytest.mark.xfail(strict=True, reason="needs agents-graph")
-NEEDS_BOTH = pytest.mark.xfail(strict=True, reason="needs agents-bridge and agents-graph")
 
 T = 1_790_000_000.25  # 2026-09-21T14:13:20.25Z
 ROWS = ("r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r12", "r13", "r14", "r15")
@@ -276,7 +274,6 @@ CRON_JOB = {"kind": "CronJob", "metadata": _meta("CronJob", "ledger", "pay"),
             "status": {"lastScheduleTime": "2026-09-21T14:10:00Z", "active": [{"name": "j"}]}}
 
 
-@NEEDS_GRAPH
 def test_row6_state_watcher_resource_records_land_with_their_nested_fields(rig: Rig) -> None:
     client = rig.clients["r6"]
     objs = [NODE, POD, REPLICA_SET, SERVICE, DEPLOYMENT, DAEMON_SET, JOB, CRON_JOB]
@@ -318,7 +315,6 @@ def test_row6_state_watcher_resource_records_land_with_their_nested_fields(rig: 
                what="the deleted pod marked gone")
 
 
-@NEEDS_BOTH
 def test_row7_topology_edges_land_on_the_objects_they_name(rig: Rig) -> None:
     client = rig.clients["r7"]
     pod, stale = wire.object_ref("Pod", "shop", "web-1"), wire.object_ref("Pod", "shop", "web-2")
@@ -358,7 +354,6 @@ def test_row7_topology_edges_land_on_the_objects_they_name(rig: Rig) -> None:
         ("Service/shop/web", "Pod/shop/web-1")}, what="the removed edge gone")
 
 
-@NEEDS_BOTH
 def test_row8_prometheus_targets_become_prom_target_nodes(rig: Rig) -> None:
     client = rig.clients["r8"]
     labels = {"container": "web", "endpoint": "http", "instance": "10.1.0.7:8080",
@@ -514,7 +509,6 @@ def _check_webhook_alerts(rig: Rig, client: str) -> None:
                                    ("KubePodCrashLooping", "Node/node-1")}
 
 
-@NEEDS_GRAPH
 def test_row12_vector_alert_twin_with_one_alert_object_is_an_alert(rig: Rig) -> None:
     client = rig.clients["r12"]
     objects = [wire.resource_record(client, client, obj, T) for obj in (POD, NODE)]
@@ -525,7 +519,6 @@ def test_row12_vector_alert_twin_with_one_alert_object_is_an_alert(rig: Rig) -> 
     _check_webhook_alerts(rig, client)
 
 
-@NEEDS_GRAPH
 def test_row13_raw_webhook_alerts_and_their_twins_are_one_alert_each(rig: Rig) -> None:
     client = rig.clients["r13"]
     objects = [wire.resource_record(client, client, obj, T) for obj in (POD, NODE)]
@@ -546,7 +539,6 @@ def test_row13_raw_webhook_alerts_and_their_twins_are_one_alert_each(rig: Rig) -
     _check_webhook_alerts(rig, client)
 
 
-@NEEDS_GRAPH
 def test_row14_alert_receiver_signals_become_alerts_about_their_subject(rig: Rig) -> None:
     client = rig.clients["r14"]
     objects = [wire.resource_record(client, client, obj, T) for obj in (POD, NODE)]

@@ -64,7 +64,6 @@ GRAPH_KINDS = ("Pod", "Node", "Service", "Deployment", "ReplicaSet", "DaemonSet"
                "Job", "Container", "Event", "Alert", "LogPattern", "PromTarget")
 
 
-@pytest.mark.xfail(strict=True, reason="needs agents-bridge and agents-graph")
 def test_the_demos_graphs_hold_every_kind_with_no_manual_registration(
         test_settings: Settings, processes: Processes, graph: GraphStore,
         registry: Registry) -> None:
