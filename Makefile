@@ -26,6 +26,7 @@ down: install
 test: install chromium broker-contract
 	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's Chromium: installed when missing (CI runs as root on
@@ -63,6 +64,7 @@ broker-contract-oldest: $(OLDEST)/.installed
 lint: install
 	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	@for b in bench/bridge.py bench/broker.py bench/graph.py bench/e2e.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -29,7 +29,7 @@ from kgcelery.embedded.process import ManagedProcess, restart_dead
 from kgcelery.embedded.stack import EmbeddedStack
 from kgcelery.errors import BrokerUnavailableError, GraphUnavailableError
 from kgcelery.graph import GraphStore, open_store, queries
-from kgcelery.graph.model import EVENT, RESOURCE
+from kgcelery.model.objects import EVENT, RESOURCE
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)

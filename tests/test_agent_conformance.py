@@ -33,7 +33,7 @@ from kgcelery.deadletter import headers_of
 from kgcelery.demo import agent_wire as wire
 from kgcelery.graph import GraphStore
 from kgcelery.kafka import ensure_topics, producer_config
-from kgcelery.normalize.timeparse import to_epoch
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.settings import DEFAULT_TOPICS, Settings
 from tests.graph_helpers import edges_of, props_of
 from tests.helpers import Processes, produce, wait_for

@@ -14,7 +14,7 @@ import pytest
 
 from kgcelery.bridge.routing import explode_alerts
 from kgcelery.graph import GraphStore
-from kgcelery.normalize.timeparse import to_epoch
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.topology import endpoint
 from kgcelery.settings import Settings
 from kgcelery.tasks import KINDS

@@ -10,8 +10,8 @@ import pytest
 from kgcelery.graph import cypher, cypher_signals, cypher_state
 from kgcelery.graph.cypher import OWN_GRAPH, SHARED_GRAPH, Scope
 from kgcelery.graph.falkordb_store import cypher_literal, params_header
-from kgcelery.graph.model import KIND_LABELS, RELATIONSHIPS
 from kgcelery.graph.neo4j_store import CREATE_DATABASE, schema_statements
+from kgcelery.model.objects import KIND_LABELS, RELATIONSHIPS
 from kgcelery.normalize.common import RANK_ABSENT, RANK_DELETE, RANK_UPSERT, version
 
 Builder = Callable[[Scope], str]

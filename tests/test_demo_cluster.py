@@ -17,8 +17,8 @@ import pytest
 from kgcelery.clients import validate_client_id
 from kgcelery.demo.cluster import DemoRecord, SimulatedCluster
 from kgcelery.demo.producer import demo_clients
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.events import normalize_event
-from kgcelery.normalize.timeparse import to_epoch
 
 T0 = 1_750_000_000.0
 SECONDS = 120

@@ -10,10 +10,10 @@ import pytest
 from kgcelery.graph import GraphStore
 from kgcelery.graph.writer import write_events, write_logs
 from kgcelery.graph.writer_state import write_resources, write_topology
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import LogLine, fold_logs
 from kgcelery.normalize.resources import normalize_resource
-from kgcelery.normalize.timeparse import to_epoch
 from kgcelery.normalize.topology import normalize_topology
 from tests.graph_helpers import count, difference, dump, edges_of, pod, props_of, records
 

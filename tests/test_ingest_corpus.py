@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 from kgcelery.cli import main
 from kgcelery.graph import GraphStore
-from kgcelery.graph.model import object_id
 from kgcelery.kafka import ensure_topics
+from kgcelery.model.objects import object_id
 from kgcelery.normalize.alerts import normalize_alert
 from kgcelery.normalize.events import normalize_event
 from kgcelery.settings import DEFAULT_TOPICS, Settings

@@ -11,8 +11,8 @@ import pytest
 
 from kgcelery.bridge.routing import explode_alerts
 from kgcelery.errors import RejectedRecordError
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.alerts import AlertRecord, is_alert, normalize_alert
-from kgcelery.normalize.timeparse import to_epoch
 from tests.agent_alert_records import PAYLOAD, receiver_records, vector_twins
 
 NOW = "2026-03-01T10:05:00.123Z"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.resources import ResourceRecord, normalize_resource
-from kgcelery.normalize.timeparse import to_epoch
 from kgcelery.normalize.topology import (
     EdgeRecord,
     EdgeRemoval,

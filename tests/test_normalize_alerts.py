@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.alerts import about, fingerprint, normalize_alert
-from kgcelery.normalize.timeparse import to_epoch
 
 START, END = "2026-01-12T15:00:00Z", "2026-01-12T15:30:00Z"
 ALERT: dict[str, Any] = {

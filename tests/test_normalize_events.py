@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.events import normalize_event, severity_of
-from kgcelery.normalize.timeparse import to_epoch
 
 T0, T1 = "2026-01-12T15:00:00Z", "2026-01-12T15:05:00Z"
 

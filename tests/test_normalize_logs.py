@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.logs import LogLine, fold_logs, normalize_log, pattern_rows
 from kgcelery.normalize.severity import severity_of
-from kgcelery.normalize.timeparse import to_epoch
 
 T0 = "2026-01-12T15:21:03.850688978Z"
 

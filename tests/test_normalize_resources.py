@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.objects import newest_time
 from kgcelery.normalize.resources import DELETE, TOMBSTONE, UPSERT, normalize_resource
-from kgcelery.normalize.timeparse import to_epoch
 
 T0, T1, T2 = "2026-01-12T15:00:00Z", "2026-01-12T15:05:00Z", "2026-01-12T15:09:00Z"
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.targets import TOMBSTONE, normalize_target
-from kgcelery.normalize.timeparse import to_epoch
 from tests import statewatcher_records as sw
 
 AT = "2026-03-01T10:00:30.5Z"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.normalize.timeparse import to_epoch
+from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.topology import (
     EdgeRecord,
     EndpointRef,

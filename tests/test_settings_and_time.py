@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from kgcelery.control.expiry import is_expired
-from kgcelery.normalize.timeparse import first_epoch, iso, to_epoch
+from kgcelery.model.timeparse import first_epoch, iso, to_epoch
 from kgcelery.settings import Settings
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from kgcelery.control.registry import Registry
 from kgcelery.errors import RejectedRecordError
-from kgcelery.normalize.timeparse import first_epoch
+from kgcelery.model.timeparse import first_epoch
 
 #: The registration fields read into the registry's own fields.
 REGISTRATION_FIELDS = frozenset({"client_id", "cluster_name", "version", "chart_version",

@@ -20,7 +20,7 @@ from kgcelery.demo.sim import Sim
 from kgcelery.demo.topology import apps, org_of, reconcile_job
 from kgcelery.demo.voices import ERROR_SHARE, VOICES, WARN_SHARE, Voice
 from kgcelery.demo.world import DemoRecord, iso_micro
-from kgcelery.normalize.timeparse import iso, to_epoch
+from kgcelery.model.timeparse import iso, to_epoch
 
 
 class LedgerReconcile:

@@ -11,7 +11,7 @@ from typing import Any
 
 from kgcelery.demo.objects import Obj
 from kgcelery.demo.world import DemoRecord, World
-from kgcelery.normalize.timeparse import iso
+from kgcelery.model.timeparse import iso
 
 
 def is_ready(pod: Obj) -> bool:

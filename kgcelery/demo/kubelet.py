@@ -14,7 +14,7 @@ from kgcelery.demo.controllers import sync_owners
 from kgcelery.demo.objects import Obj
 from kgcelery.demo.signals import EventBook
 from kgcelery.demo.world import DemoRecord, World
-from kgcelery.normalize.timeparse import iso
+from kgcelery.model.timeparse import iso
 
 
 def image_id(image: str) -> str:

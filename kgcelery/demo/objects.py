@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kgcelery.normalize.timeparse import iso
+from kgcelery.model.timeparse import iso
 
 if TYPE_CHECKING:
     from kgcelery.demo.world import World

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from kgcelery.demo.objects import Obj, json_copy
 from kgcelery.demo.world import DemoRecord, World, iso_micro
-from kgcelery.normalize.timeparse import iso
+from kgcelery.model.timeparse import iso
 
 #: What Alertmanager writes as ``endsAt`` of an alert that still fires.
 NEVER = "0001-01-01T00:00:00Z"

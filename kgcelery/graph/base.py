@@ -4,7 +4,7 @@ Contract:
 - ``run(client_id, query, params)`` runs one parameterized Cypher statement against
   that client's graph and returns its rows. The client id is validated before it names
   a graph or database. Queries are built only from allow-listed labels (see
-  :mod:`kgcelery.graph.model`); values always travel as parameters.
+  :mod:`kgcelery.model.objects`); values always travel as parameters.
 - A backend that cannot reach its database raises :class:`GraphUnavailableError`
   (transient: the task retries); a bad query raises the backend's own error.
 - ``ensure_schema(client_id)`` creates what a client's graph needs (indexes, and a

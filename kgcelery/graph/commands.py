@@ -11,7 +11,7 @@ import click
 
 from kgcelery.clients import validate_client_id
 from kgcelery.cliutil import friendly_errors, load_settings
-from kgcelery.normalize.timeparse import iso
+from kgcelery.model.timeparse import iso
 
 
 def _store() -> Any:

@@ -1,7 +1,7 @@
 """The Cypher kgcelery writes with: one ``UNWIND $rows`` statement per batch and label.
 
 Labels and relationship types come only from the allow-list in
-:mod:`kgcelery.graph.model`; every value is a parameter. Writes are idempotent and
+:mod:`kgcelery.model.objects`; every value is a parameter. Writes are idempotent and
 order-independent:
 
 - nodes are MERGEd on stable ids; counts and last-seen times only grow, first-seen
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kgcelery.graph.model import (
+from kgcelery.model.objects import (
     ALERT,
     EVENT,
     LABELS,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from kgcelery.graph.cypher import Scope, grow, shrink, when
-from kgcelery.graph.model import ALERT, LOG_BATCH, LOG_PATTERN, RESOURCE
+from kgcelery.model.objects import ALERT, LOG_BATCH, LOG_PATTERN, RESOURCE
 
 #: Which kind of node emitted a log line -> its ``kind`` property.
 EMITTER_KINDS = {"Container": "Container", "Pod": "Pod", "Node": "Node"}

@@ -21,7 +21,7 @@ from kgcelery.graph.cypher import (
     namespace_each,
     when,
 )
-from kgcelery.graph.model import PROM_TARGET, RESOURCE
+from kgcelery.model.objects import PROM_TARGET, RESOURCE
 
 #: ``gone`` from the versions just written. A deletion older than the state is
 #: forgotten (emptied: see ``normalize.common.filled`` for why nothing is removed): it

@@ -14,8 +14,8 @@ from typing import Any
 from kgcelery.errors import UnknownObjectError
 from kgcelery.graph.base import GraphStore
 from kgcelery.graph.cypher import SHARED_GRAPH, Scope
-from kgcelery.graph.model import LOG_BATCH, RESOURCE, parse_object_id
 from kgcelery.graph.writer import scope_of
+from kgcelery.model.objects import LOG_BATCH, RESOURCE, parse_object_id
 from kgcelery.normalize.severity import SEVERITY_RANK
 
 #: How far up the owner chain a timeline looks (Pod <- ReplicaSet <- Deployment).

@@ -20,7 +20,7 @@ from kgcelery.errors import GraphUnavailableError
 from kgcelery.graph import cypher, cypher_signals, cypher_state
 from kgcelery.graph.base import GraphStore
 from kgcelery.graph.cypher import OWN_GRAPH, SHARED_GRAPH, Scope
-from kgcelery.graph.model import TOPOLOGY_TYPES, label_for
+from kgcelery.model.objects import TOPOLOGY_TYPES, label_for
 from kgcelery.normalize.alerts import AlertRecord
 from kgcelery.normalize.events import EventRecord
 from kgcelery.normalize.logs import EmitterLogs, pattern_rows

@@ -15,15 +15,6 @@ from collections.abc import Iterable
 
 from kgcelery.graph import cypher_state
 from kgcelery.graph.base import GraphStore
-from kgcelery.graph.model import (
-    PROM_TARGET,
-    TOPOLOGY_TYPES,
-    cluster_id,
-    label_for,
-    object_id,
-    parse_object_id,
-    placeholder_id,
-)
 from kgcelery.graph.writer import (
     Row,
     adopt_placeholders,
@@ -31,6 +22,15 @@ from kgcelery.graph.writer import (
     merge_objects,
     run_chunks,
     scope_of,
+)
+from kgcelery.model.objects import (
+    PROM_TARGET,
+    TOPOLOGY_TYPES,
+    cluster_id,
+    label_for,
+    object_id,
+    parse_object_id,
+    placeholder_id,
 )
 from kgcelery.normalize.common import object_ref
 from kgcelery.normalize.resources import DELETE, TOMBSTONE, UPSERT, ResourceRecord
@@ -79,9 +79,9 @@ def _implied(store: GraphStore, client_id: str, current: list[ResourceRecord]) -
     # edges: the objects exist whatever the age of the rows that name them.
     merge_objects(store, client_id, [
         *((label_for("Node"),
-           object_ref(object_id("Node", None, p.node), "Node", "", p.node, "", p.at))
+           object_ref(object_id("Node", None, p.node), "Node", "", p.node, ""))
           for p in scheduled),
-        *((label_for(o.kind), object_ref(o.id, o.kind, o.namespace, o.name, o.uid, r.at))
+        *((label_for(o.kind), object_ref(o.id, o.kind, o.namespace, o.name, o.uid))
           for r, o in owned)], remembered=False)
     if pods:
         run_chunks(store, client_id, cypher_state.retract_scheduling(scope),

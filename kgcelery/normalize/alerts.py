@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import CLUSTER_SCOPED, canonical_kind, label_for, object_id
+from kgcelery.model.objects import CLUSTER_SCOPED, canonical_kind, label_for, object_id
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import (
     RANK_DELETE,
     RANK_UPSERT,
@@ -41,7 +42,6 @@ from kgcelery.normalize.common import (
     text,
     version,
 )
-from kgcelery.normalize.timeparse import first_epoch
 
 #: Label -> kind of the object an alert is about, in order of preference. Controllers
 #: come before ``pod``: a kube-state-metrics alert about a Deployment or Job carries the
@@ -107,7 +107,7 @@ class AlertRecord:
     def object_row(self) -> dict[str, Any]:
         """The row naming the object this alert is about (``cypher.merge_objects``)."""
         return object_ref(self.object_id, self.object_kind, self.object_namespace,
-                          self.object_name, "", self.seen)
+                          self.object_name, "")
 
 
 def about(labels: dict[str, Any]) -> tuple[str, str, str, str]:

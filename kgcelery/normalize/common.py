@@ -107,23 +107,15 @@ def filled(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
             for key, default in defaults.items()}
 
 
-def time_of_version(value: str) -> float | None:
-    """The observation time a version was made from (None when it had none)."""
-    head = value[:15]
-    return int(head) / 1000.0 if head.isdigit() and int(head) else None
-
-
 def object_ref(oid: str, kind: str, namespace: str, name: str, uid: str,
-               seen: float | None, prefix: str = "object_") -> dict[str, Any]:
+               prefix: str = "object_") -> dict[str, Any]:
     """Row fields naming the object a signal is about (``graph.cypher.merge_object``).
 
     A uid seen on a reference only fills the node's uid until a resource record says
     otherwise (``1.`` sorts below the ``2.<version>`` of resource records); between two
     references the greater uid wins, which is arbitrary but the same in any order, and
-    lets a reference that repeats a known uid write nothing. (``seen`` is kept for the
-    callers' symmetry with resource records.)
+    lets a reference that repeats a known uid write nothing.
     """
-    del seen
     uid_v = f"1.{uid}" if uid else ""
     return {f"{prefix}id": oid, f"{prefix}kind": kind, f"{prefix}namespace": namespace,
             f"{prefix}name": name, f"{prefix}uid": uid, f"{prefix}uid_v": uid_v}

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import CLUSTER_SCOPED, canonical_kind, label_for, object_id
+from kgcelery.model.objects import CLUSTER_SCOPED, canonical_kind, label_for, object_id
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import count, digest, object_ref, text, version
-from kgcelery.normalize.timeparse import first_epoch
 
 #: Reasons that point at a failure, whatever the event's type says.
 _ERROR_REASONS = frozenset({
@@ -74,7 +74,7 @@ class EventRecord:
     def object_row(self) -> dict[str, Any]:
         """The row naming the object this event is about (``cypher.merge_objects``)."""
         return object_ref(self.object_id, self.object_kind, self.object_namespace,
-                          self.object_name, self.object_uid, self.last_seen)
+                          self.object_name, self.object_uid)
 
 
 def severity_of(event_type: str, reason: str) -> str:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import container_id, object_id
+from kgcelery.model.objects import container_id, object_id
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import digest, text
 from kgcelery.normalize.logpatterns import mask, pattern_id
 from kgcelery.normalize.severity import SEVERITY_RANK, severity_of
-from kgcelery.normalize.timeparse import first_epoch
 
 MAX_SAMPLE_CHARS = 2000
 _MESSAGE_FIELDS = ("message", "log", "MESSAGE", "msg", "body", "line")

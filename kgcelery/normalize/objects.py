@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgcelery.graph.model import container_id
+from kgcelery.model.objects import container_id
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import filled, optional_int, pairs, text
-from kgcelery.normalize.timeparse import first_epoch
 
 #: Every state property of a container node and its empty value (each row names all
 #: of them; see ``common.filled``).

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import (
+from kgcelery.model.objects import (
     CLUSTER_SCOPED,
     canonical_kind,
     label_for,
     object_id,
     parse_object_id,
 )
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import (
     RANK_DELETE,
     RANK_UPSERT,
@@ -40,7 +41,6 @@ from kgcelery.normalize.common import (
 )
 from kgcelery.normalize.objects import ContainerRecord, newest_time, pod_state, workload_state
 from kgcelery.normalize.state_fields import service_ports, state_fields
-from kgcelery.normalize.timeparse import first_epoch
 
 #: Every state property a resource node can have, and its empty value ("absent").
 STATE_DEFAULTS: dict[str, Any] = {

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import optional_int, pairs, text
-from kgcelery.normalize.timeparse import first_epoch
 
 
 def _map(value: Any) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import label_for, object_id, target_id
+from kgcelery.model.objects import label_for, object_id, target_id
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import RANK_DELETE, filled, object_ref, pairs, text, version
-from kgcelery.normalize.timeparse import first_epoch
 
 UPSERT, TOMBSTONE = "UPSERT", "TOMBSTONE"
 _KEY_LABELS = ("job", "namespace", "service", "instance")
@@ -50,7 +50,7 @@ def target_key(cluster: str, labels: dict[str, Any]) -> str:
     return "|".join([cluster, *(text(labels.get(name)) for name in _KEY_LABELS)])
 
 
-def _links(labels: dict[str, Any], at: float | None) -> tuple[tuple[str, dict[str, Any]], ...]:
+def _links(labels: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
     namespace = text(labels.get("namespace"))
     named = []
     if namespace and labels.get("pod"):
@@ -59,7 +59,7 @@ def _links(labels: dict[str, Any], at: float | None) -> tuple[tuple[str, dict[st
         named.append(("Service", namespace, text(labels["service"])))
     if labels.get("node"):
         named.append(("Node", "", text(labels["node"])))
-    return tuple((label_for(kind), object_ref(object_id(kind, ns, name), kind, ns, name, "", at))
+    return tuple((label_for(kind), object_ref(object_id(kind, ns, name), kind, ns, name, ""))
                  for kind, ns, name in named)
 
 
@@ -103,5 +103,5 @@ def normalize_target(value: Any, entity: str = "",
         "last_scrape": first_epoch(value.get("lastScrape")),
         "last_error": text(value.get("lastError")) or None,
         "labels": pairs(labels), "at": at}
-    return [TargetRecord(id=target_id(key), op=op, props=props, links=_links(labels, at),
+    return [TargetRecord(id=target_id(key), op=op, props=props, links=_links(labels),
                          v=version(at, None, content=[key, props]))]

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from kgcelery.errors import RejectedRecordError
-from kgcelery.graph.model import (
+from kgcelery.model.objects import (
     CLUSTER_SCOPED,
     TOPOLOGY_TYPES,
     canonical_kind,
     object_id,
     parse_object_id,
 )
+from kgcelery.model.timeparse import first_epoch
 from kgcelery.normalize.common import RANK_ABSENT, RANK_DELETE, RANK_UPSERT, text, version
 from kgcelery.normalize.resources import DELETE, UPSERT, ResourceRecord, normalize_resource
-from kgcelery.normalize.timeparse import first_epoch
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,10 +88,6 @@ def object_id(kind: str, namespace: str | None, name: str) -> str:
     return f"{kind}/{namespace}/{name}"
 
 
-def namespace_id(namespace: str) -> str:
-    return object_id("Namespace", None, namespace)
-
-
 def container_id(namespace: str, pod: str, container: str) -> str:
     """Containers are named within their pod: ``Container/<ns>/<pod>/<container>``."""
     return f"Container/{namespace}/{pod}/{container}"
