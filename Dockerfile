@@ -10,9 +10,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, from the metadata alone, so that a code change reuses this layer.
+# The stubs and setuptools' build/ go with it: COPY keeps the sources' older times, and
+# setuptools copies a source into build/lib only when it is newer, so a build/ left here
+# would put the empty stubs into the wheel (tests/test_deploy_image.py replays this).
 COPY pyproject.toml README.md ./
 RUN mkdir kgcelery && touch kgcelery/__init__.py beat_schedule.py \
- && pip install '.[kubernetes]' && pip uninstall -y kgcelery
+ && pip install '.[kubernetes]' && pip uninstall -y kgcelery \
+ && rm -rf build kgcelery beat_schedule.py ./*.egg-info
 COPY beat_schedule.py ./
 COPY kgcelery ./kgcelery
 RUN pip install --no-deps .

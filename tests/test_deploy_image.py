@@ -158,9 +158,12 @@ def test_the_image_wheel_has_every_role(tmp_path: Path) -> None:
     empty = [p.relative_to(site).as_posix() for p in installed
              if p.stat().st_size == 0 and p.name != "__init__.py"]
     assert not empty, f"the wheel ships empty modules (stubs of the dependency step): {empty}"
-    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "kgcelery").rglob("*.py")}
+    # Every file of the package, data too (the broker's Lua scripts).
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "kgcelery").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     sources.add("beat_schedule.py")
-    shipped = {p.relative_to(site).as_posix() for p in installed}
+    shipped = {p.relative_to(site).as_posix() for p in site.rglob("*")
+               if p.relative_to(site).parts[0] in ("kgcelery", "beat_schedule.py")}
     assert sources <= shipped, f"missing from the wheel: {sorted(sources - shipped)}"
     for relative in sources:
         assert (site / relative).read_bytes() == (ROOT / relative).read_bytes(), relative
