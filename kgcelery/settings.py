@@ -135,6 +135,8 @@ class Settings(BaseSettings):
             (``kgcelery:latest``).
         CONTROL_METRICS_PORT: Prometheus endpoint of the reconciler (0: off).
         FLOWER_PORT: port of Flower under ``kgcelery up`` (5555).
+        LIVENESS_DIR: where each role's loop touches ``kgcelery-<role>.alive`` for a
+            liveness probe (``python -m kgcelery.liveness``); empty: off (the default).
     """
 
     model_config = SettingsConfigDict(env_prefix="KGCELERY_", frozen=True, extra="ignore")
@@ -223,6 +225,7 @@ class Settings(BaseSettings):
     kubernetes_worker_image: str = "kgcelery:latest"
     control_metrics_port: int = Field(default=0, ge=0)
     flower_port: int = 5555
+    liveness_dir: str = ""
 
     @model_validator(mode="before")
     @classmethod

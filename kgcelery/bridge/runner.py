@@ -33,6 +33,7 @@ from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import RejectedRecordError
 from kgcelery.kafka import consumer_config
 from kgcelery.kinds import TASK_FOR_KIND
+from kgcelery.liveness import Heartbeat
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Bridge:
         self._paused = False
         self._last_commit = 0.0
         self._last_report = 0.0
+        self.alive = Heartbeat(settings.liveness_dir, "bridge")
 
     # -- the loop -----------------------------------------------------------------
     def run(self, stop: threading.Event | Callable[[], bool]) -> None:
@@ -338,6 +340,7 @@ class Bridge:
     # -- observability --------------------------------------------------------------
     def _report(self) -> None:
         self._last_report = time.monotonic()
+        self.alive.beat()  # the loop turns, whether or not Redis takes the snapshot
         try:
             assignment = self.consumer.assignment()
             for tp in self.consumer.position(assignment) if assignment else []:
