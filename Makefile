@@ -7,15 +7,25 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint bench soak clean down chromium broker-contract broker-contract-oldest tools
+.PHONY: install up test lint bench soak clean down chromium broker-contract broker-contract-oldest tools lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The image's locked versions (requirements/image.lock) constrain the dev environment too,
+# so the suite runs on what the image ships; pip takes no hashes in constraints.
+$(STAMP): pyproject.toml requirements/image.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	sed -e '/^ *--hash/d' -e 's/ *\\$$//' requirements/image.lock > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[dev,embedded]'
 	@touch $(STAMP)
+
+# Re-lock after changing dependencies in pyproject.toml: every version and hash the image
+# installs (tests/test_deploy_image.py checks the lock against pyproject.toml).
+lock: install
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra kubernetes \
+	  --generate-hashes --python-version 3.11 --universal -o requirements/image.lock
 
 up: install
 	$(BIN)/kgcelery up
