@@ -37,7 +37,7 @@ def compose_commands() -> list[tuple[str, list[str], dict[str, str]]]:
         env = settings_env(service["environment"])
         commands.append((f"compose {name}", service["command"], env))
         test = service.get("healthcheck", {}).get("test", [])
-        if test[:2] == ["CMD", "kgcelery"]:
+        if test[:2] == ["CMD", "kgcelery"] or test[1:3] == ["python", "-m"]:
             commands.append((f"compose {name} healthcheck", test[1:], env))
     return commands
 
