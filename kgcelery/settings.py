@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         DLQ_GUARD_RATIO / DLQ_GUARD_WINDOW: the bridge stops when this share of the last
             window of records was dead-lettered (0.95 of 1000; ratio 1 turns it off).
         BRIDGE_METRICS_PORT: Prometheus endpoint of the bridge (0: off).
+        BRIDGE_DURABLE: when a bridge may commit an offset: ``off`` (the default) once
+            Redis acknowledged the tasks below it; ``aof`` once Redis fsynced them to its
+            append-only file (``WAITAOF``, Redis 7.2 or newer); ``replicas`` once
+            BRIDGE_DURABLE_REPLICAS (1) replicas have them (``WAIT``). Waits at most
+            BRIDGE_DURABLE_TIMEOUT_MS (2000) per commit, then commits on a later round.
     Kafka security (every Kafka client: bridge, dead letters, dlq replay, checks, topics):
         KAFKA_SECURITY_PROTOCOL: ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT`` or
             ``SASL_SSL``.
@@ -168,6 +173,9 @@ class Settings(BaseSettings):
     dlq_guard_ratio: float = Field(default=0.95, gt=0, le=1)
     dlq_guard_window: int = Field(default=1000, ge=10)
     bridge_metrics_port: int = Field(default=0, ge=0)
+    bridge_durable: Literal["off", "aof", "replicas"] = "off"
+    bridge_durable_timeout_ms: int = Field(default=2000, ge=1)
+    bridge_durable_replicas: int = Field(default=1, ge=1)
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         "PLAINTEXT")
