@@ -500,3 +500,13 @@ def test_a_new_image_rolls_to_every_client(cluster_settings: Settings, mode: str
     apps.calls.clear()
     KubernetesScaler(upgraded, apps, custom).apply({"af-9": 2, "yes": 1})
     assert not [c for c in apps.calls if c[0] == "patch_namespaced_deployment"]
+
+
+def test_production_commits_only_fsynced_hand_offs(objects: list[dict[str, Any]]) -> None:
+    from tests.deploy_support import load_compose
+
+    for namespace in ("kgcelery", "kgcelery-workers"):
+        assert config_env(objects, namespace)["KGCELERY_BRIDGE_DURABLE"] == "aof"
+    compose = load_compose()
+    assert compose["services"]["bridge"]["environment"]["KGCELERY_BRIDGE_DURABLE"] == "aof"
+    assert "--appendonly yes" in compose["services"]["redis"]["command"][2]

@@ -65,6 +65,10 @@ KGCELERY_KUBERNETES_TEMPLATE_DIR: /app/deploy
 KGCELERY_KUBERNETES_WORKER_IMAGE: {{ include "kgcelery.image" . | quote }}
 KGCELERY_LIVENESS_DIR: /tmp
 KGCELERY_BRIDGE_METRICS_PORT: {{ .Values.bridge.metricsPort | quote }}
+KGCELERY_BRIDGE_DURABLE: {{ .Values.redis.durable | quote }}
+{{- if eq .Values.redis.durable "replicas" }}
+KGCELERY_BRIDGE_DURABLE_REPLICAS: {{ .Values.redis.durableReplicas | quote }}
+{{- end }}
 {{- with .Values.kafka.securityProtocol }}
 KGCELERY_KAFKA_SECURITY_PROTOCOL: {{ . | quote }}
 {{- end }}
