@@ -510,3 +510,18 @@ def test_production_commits_only_fsynced_hand_offs(objects: list[dict[str, Any]]
     compose = load_compose()
     assert compose["services"]["bridge"]["environment"]["KGCELERY_BRIDGE_DURABLE"] == "aof"
     assert "--appendonly yes" in compose["services"]["redis"]["command"][2]
+
+
+def test_keda_mode_states_the_global_cap_it_cannot_enforce(
+        cluster_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    s = cluster_settings.model_copy(update={"kubernetes_mode": "keda", "scale_max_workers": 4,
+                                            "scale_global_max_workers": 10})
+    scaler = KubernetesScaler(s, FakeAppsV1Api(), FakeCustomObjectsApi())
+    with caplog.at_level("WARNING", logger="kgcelery.control.scalers.k8s"):
+        scaler.apply({"af-9": 1, "yes": 1})  # 8 at most: within the cap
+        assert "GLOBAL_MAX_WORKERS" not in caplog.text
+        scaler.apply({"af-9": 1, "yes": 1, "bq-2": 1})  # 12 at most
+        assert "up to 12 workers" in caplog.text
+        caplog.clear()
+        scaler.apply({"af-9": 1, "yes": 1, "bq-2": 1})
+        assert not caplog.text, "said once"

@@ -120,8 +120,10 @@ class KubernetesScaler:
     name = "kubernetes"
 
     def __init__(self, settings: Settings, apps: Any, custom: Any = None) -> None:
+        self.settings = settings
         self.namespace = settings.kubernetes_namespace
         self.mode = settings.kubernetes_mode
+        self._warned_cap = 0
         self.templates = Templates(settings)
         self.apps = apps
         self.custom = custom
@@ -150,6 +152,8 @@ class KubernetesScaler:
         return {item["metadata"]["labels"][CLIENT_LABEL] for item in found.get("items", [])}
 
     def apply(self, desired: Mapping[str, int]) -> dict[str, int]:
+        if self.mode == "keda":
+            self._state_the_global_cap(desired)
         deployments = self._deployments()
         scaled = self._scaled_objects() if self.mode == "keda" else set()
         actual: dict[str, int] = {}
@@ -180,6 +184,18 @@ class KubernetesScaler:
                 self.apps.patch_namespaced_deployment_scale(
                     name_for(client_id), self.namespace, {"spec": {"replicas": wanted}})
         return actual
+
+    def _state_the_global_cap(self, desired: Mapping[str, int]) -> None:
+        """KEDA scales each client alone: KGCELERY_SCALE_GLOBAL_MAX_WORKERS cannot hold
+        across them. Say so when the clients' maxima can exceed it (once per new sum)."""
+        ceiling = sum(max(wanted, self.settings.scale_max_workers)
+                      for wanted in desired.values() if wanted > 0)
+        if ceiling > self.settings.scale_global_max_workers and ceiling > self._warned_cap:
+            self._warned_cap = ceiling
+            log.warning("keda mode: the clients' ScaledObjects allow up to %d workers, above "
+                        "KGCELERY_SCALE_GLOBAL_MAX_WORKERS=%d, which KEDA does not enforce; "
+                        "cap the namespace with a ResourceQuota", ceiling,
+                        self.settings.scale_global_max_workers)
 
     def _update_if_changed(self, client_id: str, existing: Any, current: int,
                            wanted: int) -> int:
