@@ -25,6 +25,8 @@ from kgcelery.settings import Settings
 CLIENT_TASK_PREFIX = "kgcelery.ingest_"
 #: The app's setting that carries KGCELERY_LIVENESS_DIR to the worker and beat hooks.
 LIVENESS_DIR = "kgcelery_liveness_dir"
+#: The app's setting that carries KGCELERY_CONTROL_METRICS_PORT to the control worker.
+CONTROL_METRICS_PORT = "kgcelery_control_metrics_port"
 
 
 def route_task(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -73,6 +75,34 @@ class WorkerAlive(bootsteps.StartStopStep):
             self.entry.cancel()
 
 
+class ControlMetrics(bootsteps.StartStopStep):
+    """The control plane's Prometheus metrics (kgcelery.control.metrics), served by the
+    worker that consumes the control queue when KGCELERY_CONTROL_METRICS_PORT is set:
+    on Kubernetes there is no ``kgcelery reconcile`` process to serve them."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.server: Any = None
+        self.registry: Any = None
+
+    def start(self, worker: Any) -> None:
+        port = worker.app.conf.get(CONTROL_METRICS_PORT)
+        consumed = worker.app.amqp.queues.consume_from or {}
+        if not port or CONTROL_QUEUE not in consumed:
+            return
+        from kgcelery.control.metrics import serve_metrics
+        from kgcelery.control.registry import Registry
+
+        self.registry = Registry.from_url(settings.registry_url)
+        self.server = serve_metrics(settings, self.registry)
+
+    def stop(self, worker: Any) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.registry.close()
+            self.server = None
+
+
 class AliveScheduler(PersistentScheduler):
     """Beat's default scheduler, touching beat's liveness file on every tick."""
 
@@ -118,9 +148,11 @@ def create_app(settings: Settings) -> Celery:
         enable_utc=True,
         timezone="UTC",
         beat_scheduler=f"{__name__}:AliveScheduler",
-        **{LIVENESS_DIR: settings.liveness_dir},
+        **{LIVENESS_DIR: settings.liveness_dir,
+           CONTROL_METRICS_PORT: settings.control_metrics_port},
     )
     celery_app.steps["worker"].add(WorkerAlive)
+    celery_app.steps["worker"].add(ControlMetrics)
     from beat_schedule import build_schedule
 
     celery_app.conf.beat_schedule = build_schedule(settings)

@@ -445,16 +445,25 @@ def test_only_flower_and_metrics_take_connections(objects: list[dict[str, Any]])
         assert allowed <= ports, policy["metadata"]["name"]
 
 
-def test_bridge_metrics_are_served_and_scraped(objects: list[dict[str, Any]]) -> None:
+def test_metrics_are_served_and_scraped(objects: list[dict[str, Any]]) -> None:
+    """The bridges' and the control worker's metrics ports are set, named, open to
+    Prometheus and scraped (tests/test_deploy_liveness.py serves the control metrics
+    from a real control worker)."""
     env = config_env(objects, "kgcelery")
-    port = int(env["KGCELERY_BRIDGE_METRICS_PORT"])
-    bridge = pod_specs(objects)["kgcelery-bridge"]["containers"][0]
-    assert {"name": "metrics", "containerPort": port} in bridge["ports"]
-    [monitor] = yaml.safe_load_all((DEPLOY / "monitoring" / "podmonitor.yaml").read_text())
-    assert monitor["kind"] == "PodMonitor"
-    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
-    assert monitor["spec"]["selector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "kgcelery-bridge"}
+    monitors = {m["metadata"]["name"]: m for m in yaml.safe_load_all(
+        (DEPLOY / "monitoring" / "podmonitor.yaml").read_text())}
+    pods = pod_specs(objects)
+    for workload, setting in (("kgcelery-bridge", "KGCELERY_BRIDGE_METRICS_PORT"),
+                              ("kgcelery-control-worker", "KGCELERY_CONTROL_METRICS_PORT")):
+        port = int(env[setting])
+        assert port > 0, setting
+        container = pods[workload]["containers"][0]
+        assert {"name": "metrics", "containerPort": port} in container["ports"], workload
+        monitor = monitors[workload]
+        assert monitor["kind"] == "PodMonitor"
+        assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
+        assert monitor["spec"]["selector"]["matchLabels"] == {
+            "app.kubernetes.io/name": workload}
 
 
 def test_one_reconciler_and_a_reappliable_topics_job(objects: list[dict[str, Any]]) -> None:

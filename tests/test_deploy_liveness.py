@@ -21,7 +21,7 @@ import redis
 
 from kgcelery.embedded.binaries import redis_server_binary
 from kgcelery.embedded.process import ManagedProcess
-from kgcelery.embedded.stack import free_port
+from kgcelery.embedded.stack import free_port, port_in_use
 from kgcelery.liveness import Heartbeat, main
 from kgcelery.settings import Settings
 from tests.helpers import wait_for
@@ -126,3 +126,46 @@ def test_a_role_stays_alive_while_redis_refuses_writes(
         process.send_signal(signal.SIGCONT)
     finally:
         process.stop()
+
+
+@pytest.mark.timeout(120)
+def test_the_control_worker_serves_the_control_metrics(
+        tmp_path: Path, full_redis: tuple[str, redis.Redis]) -> None:
+    """On Kubernetes the control worker is where the control plane's metrics come from
+    (KGCELERY_CONTROL_METRICS_PORT; deploy/ scrapes it): a client worker serves none."""
+    import urllib.request
+
+    url, _ = full_redis
+    from kgcelery.control.registry import Registry
+
+    registry = Registry.from_url(url)
+    registry.register("af-9", cluster_name="af-9")
+    registry.close()
+    ports = {"control": free_port(), "client.af-9": free_port()}
+    processes = []
+    for queue, port in ports.items():
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")},
+               "KGCELERY_BROKER_URL": url, "KGCELERY_SCALER_BACKEND": "celery",
+               "KGCELERY_CONTROL_METRICS_PORT": str(port)}
+        process = ManagedProcess(f"metrics-{queue}", [
+            *CELERY, "worker", "-Q", queue, "-n", f"{queue}@%h", "--pool", "solo",
+            "--without-mingle", "--without-gossip"], run_dir=tmp_path, log_dir=tmp_path,
+            env=env)
+        process.start()
+        processes.append(process)
+    try:
+        def scrape() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports['control']}/metrics",
+                                            timeout=5) as answer:
+                    return str(answer.read().decode())
+            except OSError:
+                return ""
+
+        text = wait_for(scrape, timeout=60, what="the control worker's metrics")
+        assert 'client="af-9"' in text and "kgcelery_" in text
+        time.sleep(2)
+        assert not port_in_use(ports["client.af-9"]), "a client worker serves no metrics"
+    finally:
+        for process in processes:
+            process.stop()

@@ -3,7 +3,8 @@
 Flower's own metrics have no queue depth, and a client queue that no worker consumes
 is invisible on Flower's Broker page; these gauges fill that gap. They are read from
 Redis at scrape time (no state of their own), so any process may serve them: the
-reconciler (``kgcelery reconcile``) and ``kgcelery up`` do when
+reconciler (``kgcelery reconcile``), ``kgcelery up`` and the worker of the control
+queue (``kgcelery.app.ControlMetrics``: on Kubernetes) do when
 ``KGCELERY_CONTROL_METRICS_PORT`` is set. Actual workers are the count beat recorded at
 its last scaling run (a scrape does not broadcast to every worker).
 """

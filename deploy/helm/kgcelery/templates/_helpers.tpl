@@ -65,6 +65,7 @@ KGCELERY_KUBERNETES_TEMPLATE_DIR: /app/deploy
 KGCELERY_KUBERNETES_WORKER_IMAGE: {{ include "kgcelery.image" . | quote }}
 KGCELERY_LIVENESS_DIR: /tmp
 KGCELERY_BRIDGE_METRICS_PORT: {{ .Values.bridge.metricsPort | quote }}
+KGCELERY_CONTROL_METRICS_PORT: {{ .Values.controlWorker.metricsPort | quote }}
 KGCELERY_BRIDGE_DURABLE: {{ .Values.redis.durable | quote }}
 {{- if eq .Values.redis.durable "replicas" }}
 KGCELERY_BRIDGE_DURABLE_REPLICAS: {{ .Values.redis.durableReplicas | quote }}
