@@ -10,6 +10,7 @@ client ``af-9`` is routed to ``client.af-9``; control tasks go to ``control``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -20,6 +21,8 @@ from kgcelery.broker import transport
 from kgcelery.clients import CONTROL_QUEUE, queue_for
 from kgcelery.liveness import Heartbeat
 from kgcelery.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Tasks whose first argument is a client id; they run on that client's queue.
 CLIENT_TASK_PREFIX = "kgcelery.ingest_"
@@ -77,8 +80,9 @@ class WorkerAlive(bootsteps.StartStopStep):
 
 class ControlMetrics(bootsteps.StartStopStep):
     """The control plane's Prometheus metrics (kgcelery.control.metrics), served by the
-    worker that consumes the control queue when KGCELERY_CONTROL_METRICS_PORT is set:
-    on Kubernetes there is no ``kgcelery reconcile`` process to serve them."""
+    worker that consumes the control queue when KGCELERY_CONTROL_METRICS_PORT is set and
+    the reconciler runs as its beat job (a scaler other than ``local``: Kubernetes,
+    compose). With ``local``, ``kgcelery up`` or ``kgcelery reconcile`` serves them."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
@@ -88,13 +92,17 @@ class ControlMetrics(bootsteps.StartStopStep):
     def start(self, worker: Any) -> None:
         port = worker.app.conf.get(CONTROL_METRICS_PORT)
         consumed = worker.app.amqp.queues.consume_from or {}
-        if not port or CONTROL_QUEUE not in consumed:
+        if not port or CONTROL_QUEUE not in consumed or settings.scaler_backend == "local":
             return
         from kgcelery.control.metrics import serve_metrics
         from kgcelery.control.registry import Registry
 
         self.registry = Registry.from_url(settings.registry_url)
-        self.server = serve_metrics(settings, self.registry)
+        try:
+            self.server = serve_metrics(settings, self.registry)
+        except OSError as exc:  # metrics are no reason to stop the control plane
+            log.warning("control metrics not served on :%s: %s", port, exc)
+            self.registry.close()
 
     def stop(self, worker: Any) -> None:
         if self.server is not None:
