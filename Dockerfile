@@ -4,20 +4,23 @@
 # Slim: the dependencies are wheels (no compiler), installed into a virtualenv in a build
 # stage and copied over; the runtime runs as an unprivileged user with no write access to
 # its code (Kubernetes can mount the root filesystem read-only; only /tmp is written).
-FROM python:3.11-slim-bookworm AS build
+FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from the metadata alone, so that a code change reuses this layer.
-COPY pyproject.toml README.md ./
-RUN mkdir kgcelery && touch kgcelery/__init__.py beat_schedule.py \
- && pip install '.[kubernetes]' && pip uninstall -y kgcelery
-COPY beat_schedule.py ./
+# Dependencies first, exactly as locked (versions and hashes: requirements/image.lock,
+# `make lock`), so that a code change reuses this layer. The build backend is in the
+# lock too, so kgcelery itself builds without fetching anything unpinned.
+COPY requirements/image.lock ./
+RUN pip install --require-hashes --no-deps -r image.lock
+COPY pyproject.toml README.md beat_schedule.py ./
 COPY kgcelery ./kgcelery
-RUN pip install --no-deps .
+# pip check: the lock holds everything kgcelery requires (tests/test_deploy_image.py
+# replays these steps).
+RUN pip install --no-deps --no-build-isolation . && pip check
 
-FROM python:3.11-slim-bookworm
+FROM python:3.11.14-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # A numeric user, so that Kubernetes' runAsNonRoot can verify it.
 RUN groupadd --gid 10001 kgcelery \

@@ -4,9 +4,12 @@ Starts its own embedded stack, produces a backlog of realistic mixed telemetry (
 demo simulator's events, logs, resources and alerts) for several clients with skewed
 volumes, then lets one `kgcelery bridge` process drain it while sampling its memory.
 The baseline, in the same run and on the same kind of data, is the naive bridge:
-`send_task` per Kafka record. Ends with one line:
+`send_task` per Kafka record. Then the same backlog again, read by fresh consumer
+groups with KGCELERY_BRIDGE_DURABLE=aof (each commit waits for Redis's fsync, WAITAOF;
+Redis on appendfsync always) and off, in turns, best of each. Ends with two lines:
 
     bridge: <records/s> records/s, <ratio>x one-task-per-record, peak RSS <MB> MB
+    bridge-durable: <records/s> records/s, <ratio>x acknowledged-only
 
 Run: .venv/bin/python bench/bridge.py [--records 1000000] [--baseline-records 20000]
 """
@@ -130,6 +133,10 @@ def main() -> None:
                         help="backlog the bridge drains (default 1,000,000)")
     parser.add_argument("--baseline-records", type=int, default=20_000,
                         help="records the one-task-per-record baseline publishes")
+    parser.add_argument("--durable-rounds", type=int, choices=[1, 2], default=2,
+                        help="durable runs, alternating with acknowledged-only ones")
+    parser.add_argument("--durable-fsync", choices=["always", "everysec"], default="always",
+                        help="Redis's appendfsync for the durable run (default always)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kgcelery-bench-") as tmp:
         state = Path(tmp)
@@ -152,6 +159,23 @@ def main() -> None:
             print(f"produced in {time.monotonic() - started:.1f} s; mix {mix}; "
                   f"mean value {size:.0f} bytes", flush=True)
             rate, peak, samples = run_bridge(settings, sorted(per_topic), args.records, state)
+            depth = sum(registry.redis.llen(queue_for(c)) for c in CLIENTS)
+            # The same backlog again, read by fresh groups into emptied queues, durable
+            # and acknowledged-only in turns (best of each: the machine may be shared).
+            # Durable as the production compose runs Redis: appendfsync always, each
+            # write fsynced before its reply, so WAITAOF answers at once.
+            rates: dict[str, list[float]] = {"off": [rate], "aof": []}
+            for turn, mode in enumerate(["aof", "off", "aof"][:2 * args.durable_rounds - 1]):
+                registry.redis.delete(*[queue_for(c) for c in CLIENTS])
+                registry.redis.config_set(
+                    "appendfsync", args.durable_fsync if mode == "aof" else "everysec")
+                print(f"the same backlog, KGCELERY_BRIDGE_DURABLE={mode} ...", flush=True)
+                again, _, _ = run_bridge(settings.model_copy(update={
+                    "consumer_group": f"bench-{mode}-{turn}", "bridge_durable": mode}),
+                    sorted(per_topic), args.records, state)
+                rates[mode].append(again)
+            registry.redis.config_set("appendfsync", "everysec")
+            acknowledged, durable = max(rates["off"]), max(rates["aof"])
 
             naive_settings = settings.model_copy(update={"topics": {
                 f"naive.{topic}": kind for kind, topic in topic_of.items()}})
@@ -161,16 +185,20 @@ def main() -> None:
             ensure_topics(naive_settings, list(naive_topics.values()))
             produce_backlog(naive_settings, pool, args.baseline_records, naive_topics)
             naive = run_naive(naive_settings, naive_topics, args.baseline_records)
-            depth = sum(registry.redis.llen(queue_for(c)) for c in CLIENTS)
 
     print()
     print(f"{'':<28}{'records/s':>12}")
     print(f"{'bridge (batched, 1 proc)':<28}{rate:>12,.0f}")
+    print(f"{'bridge, durable (aof)':<28}{durable:>12,.0f}")
     print(f"{'one task per record':<28}{naive:>12,.0f}")
     print(f"bridge RSS at 25/50/75/100%: {' / '.join(f'{s:.0f}' for s in samples)} MB; "
           f"{depth} tasks queued at the end; {os.cpu_count()} CPUs")
     print(f"bridge: {rate:,.0f} records/s, {rate / naive:.1f}x one-task-per-record, "
           f"peak RSS {peak:.0f} MB")
+    print(f"durable runs {', '.join(f'{r:,.0f}' for r in rates['aof'])}; acknowledged-only "
+          f"{', '.join(f'{r:,.0f}' for r in rates['off'])} records/s (best of each below)")
+    print(f"bridge-durable: {durable:,.0f} records/s, {durable / acknowledged:.2f}x "
+          f"acknowledged-only (appendfsync {args.durable_fsync})")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,26 @@ client ``af-9`` is routed to ``client.af-9``; control tasks go to ``control``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
+from celery.beat import PersistentScheduler
 
 from kgcelery import fastjson
 from kgcelery.broker import transport
 from kgcelery.clients import CONTROL_QUEUE, queue_for
+from kgcelery.liveness import Heartbeat
 from kgcelery.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Tasks whose first argument is a client id; they run on that client's queue.
 CLIENT_TASK_PREFIX = "kgcelery.ingest_"
+#: The app's setting that carries KGCELERY_LIVENESS_DIR to the worker and beat hooks.
+LIVENESS_DIR = "kgcelery_liveness_dir"
+#: The app's setting that carries KGCELERY_CONTROL_METRICS_PORT to the control worker.
+CONTROL_METRICS_PORT = "kgcelery_control_metrics_port"
 
 
 def route_task(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -45,6 +54,41 @@ def restore_interval(visibility_timeout_s: int) -> int:
     sweep brings it back soon after.
     """
     return max(1, min(10, visibility_timeout_s // 5))
+
+
+class WorkerAlive(bootsteps.StartStopStep):
+    """Touches the worker's liveness file from the worker's own timer (its event loop),
+    which keeps turning while Redis refuses writes: the probe restarts a stuck worker,
+    never one that waits for room in Redis."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.heartbeat = Heartbeat(worker.app.conf.get(LIVENESS_DIR), "worker", interval=0)
+        self.entry: Any = None
+
+    def start(self, worker: Any) -> None:
+        if self.heartbeat.path is not None:
+            self.heartbeat.beat()
+            self.entry = worker.timer.call_repeatedly(5.0, self.heartbeat.beat)
+
+    def stop(self, worker: Any) -> None:
+        if self.entry is not None:
+            self.entry.cancel()
+
+
+class AliveScheduler(PersistentScheduler):
+    """Beat's default scheduler, touching beat's liveness file on every tick."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeat = Heartbeat(self.app.conf.get(LIVENESS_DIR), "beat")
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        self.heartbeat.beat()
+        # Wake at least every 5 s, so a long interval between jobs is no silence.
+        return min(super().tick(*args, **kwargs), 5.0)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -78,7 +122,11 @@ def create_app(settings: Settings) -> Celery:
         task_send_sent_event=True,
         enable_utc=True,
         timezone="UTC",
+        beat_scheduler=f"{__name__}:AliveScheduler",
+        **{LIVENESS_DIR: settings.liveness_dir,
+           CONTROL_METRICS_PORT: settings.control_metrics_port},
     )
+    celery_app.steps["worker"].add(WorkerAlive)
     from beat_schedule import build_schedule
 
     celery_app.conf.beat_schedule = build_schedule(settings)

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
             bridge``); its records are still dead-lettered one by one and nothing stops
             (0.95 of 200).
         BRIDGE_METRICS_PORT: Prometheus endpoint of the bridge (0: off).
+        BRIDGE_DURABLE: when a bridge may commit an offset: ``off`` (the default) once
+            Redis acknowledged the tasks below it; ``aof`` once Redis fsynced them to its
+            append-only file (``WAITAOF``, Redis 7.2 or newer); ``replicas`` once
+            BRIDGE_DURABLE_REPLICAS (1) replicas have them (``WAIT``). Waits at most
+            BRIDGE_DURABLE_TIMEOUT_MS (2000) per commit, then commits on a later round.
     Kafka security (every Kafka client: bridge, dead letters, dlq replay, checks, topics):
         KAFKA_SECURITY_PROTOCOL: ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT`` or
             ``SASL_SSL``.
@@ -142,6 +147,8 @@ class Settings(BaseSettings):
             (``kgcelery:latest``).
         CONTROL_METRICS_PORT: Prometheus endpoint of the reconciler (0: off).
         FLOWER_PORT: port of Flower under ``kgcelery up`` (5555).
+        LIVENESS_DIR: where each role's loop touches ``kgcelery-<role>.alive`` for a
+            liveness probe (``python -m kgcelery.liveness``); empty: off (the default).
     """
 
     model_config = SettingsConfigDict(env_prefix="KGCELERY_", frozen=True, extra="ignore")
@@ -173,6 +180,9 @@ class Settings(BaseSettings):
     dlq_guard_ratio: float = Field(default=0.95, gt=0, le=1)
     dlq_guard_window: int = Field(default=200, ge=10)
     bridge_metrics_port: int = Field(default=0, ge=0)
+    bridge_durable: Literal["off", "aof", "replicas"] = "off"
+    bridge_durable_timeout_ms: int = Field(default=2000, ge=1)
+    bridge_durable_replicas: int = Field(default=1, ge=1)
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         "PLAINTEXT")
@@ -230,6 +240,7 @@ class Settings(BaseSettings):
     kubernetes_worker_image: str = "kgcelery:latest"
     control_metrics_port: int = Field(default=0, ge=0)
     flower_port: int = 5555
+    liveness_dir: str = ""
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,10 @@ Kubernetes manifests as lists of objects.
 
 from __future__ import annotations
 
+import copy
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +113,79 @@ def manifest_files() -> list[Path]:
                   if p.name not in TEMPLATES and p.name != "kustomization.yaml")
 
 
-def manifests() -> list[dict[str, Any]]:
-    objects = []
-    for path in manifest_files():
-        objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+def kustomization(directory: Path = DEPLOY) -> dict[str, Any]:
+    return dict(yaml.safe_load((directory / "kustomization.yaml").read_text()))
+
+
+def _field(obj: Any, path: str) -> tuple[Any, str]:
+    """The parent of a kustomize fieldPath (``a.b.[name=x].c``) and the last key."""
+    *parents, last = path.split(".")
+    for part in parents:
+        match = re.fullmatch(r"\[(\w+)=(.*)\]", part)
+        obj = (next(item for item in obj if item.get(match.group(1)) == match.group(2))
+               if match else obj[part])
+    return obj, last
+
+
+def _images(obj: Any, images: list[dict[str, str]]) -> None:
+    """kustomize's images transformer, on the containers of a workload."""
+    if obj.get("kind") not in ("Deployment", "Job"):
+        return
+    for container in obj["spec"]["template"]["spec"]["containers"]:
+        name, _, _tag = container["image"].partition(":")
+        for image in images:
+            if image["name"] == name:
+                container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
+
+
+def render_kustomization(directory: Path = DEPLOY) -> list[dict[str, Any]]:
+    """What ``kustomize build`` makes of the base, for what it uses: resources, images
+    and replacements (in kustomize's order: images before replacements). Checked against
+    the real kustomize by tests/test_deploy_k8s.py wherever one is installed."""
+    spec = kustomization(directory)
+    objects: list[dict[str, Any]] = []
+    for resource in spec["resources"]:
+        objects.extend(doc for doc in yaml.safe_load_all((directory / resource).read_text())
+                       if doc)
+    objects = copy.deepcopy(objects)
+    for obj in objects:
+        _images(obj, spec.get("images", []))
+    for replacement in spec.get("replacements", []):
+        source = replacement["source"]
+        [origin] = [o for o in objects if o["kind"] == source["kind"]
+                    and o["metadata"]["name"] == source["name"]]
+        parent, key = _field(origin, source["fieldPath"])
+        value = parent[key]
+        for target in replacement["targets"]:
+            select = target["select"]
+            for obj in objects:
+                if obj["kind"] == select["kind"] and obj["metadata"]["name"] == select["name"]:
+                    for path in target["fieldPaths"]:
+                        parent, key = _field(obj, path)
+                        parent[key] = value
     return objects
+
+
+def kustomize_command() -> list[str] | None:
+    """A real kustomize: ``kustomize build`` or ``kubectl kustomize``, if installed."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+def kustomize_build(directory: Path) -> list[dict[str, Any]]:
+    command = kustomize_command()
+    assert command is not None
+    done = subprocess.run([*command, str(directory)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def manifests() -> list[dict[str, Any]]:
+    """The objects ``kubectl apply -k deploy/`` applies."""
+    return render_kustomization()
 
 
 def pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

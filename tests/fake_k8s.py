@@ -35,7 +35,9 @@ class FakeAppsV1Api(Recorder):
         # Attribute access like the client's models; labels stay a dict, as there.
         items = [SimpleNamespace(
             metadata=SimpleNamespace(name=body["metadata"]["name"],
-                                     labels=dict(body["metadata"]["labels"])),
+                                     labels=dict(body["metadata"]["labels"]),
+                                     annotations=dict(body["metadata"].get("annotations",
+                                                                           {}))),
             spec=SimpleNamespace(replicas=body["spec"]["replicas"]),
             status=SimpleNamespace(ready_replicas=body["spec"]["replicas"]))
             for body in self.deployments.values()]
@@ -44,6 +46,18 @@ class FakeAppsV1Api(Recorder):
     def create_namespaced_deployment(self, namespace: str, body: Any, **_: Any) -> Any:
         self.record(namespace=namespace, body=body)
         self.deployments[body["metadata"]["name"]] = body
+        return body
+
+    def patch_namespaced_deployment(self, name: str, namespace: str, body: Any,
+                                    field_manager: str | None = None,
+                                    force: bool | None = None,
+                                    _content_type: str | None = None, **_: Any) -> Any:
+        """Server-side apply (``_content_type``): the fields given replace the stored ones."""
+        self.record(name=name, namespace=namespace, body=body, field_manager=field_manager,
+                    force=force, _content_type=_content_type)
+        stored = self.deployments[name]
+        replicas = stored["spec"]["replicas"]
+        self.deployments[name] = {**body, "spec": {"replicas": replicas, **body["spec"]}}
         return body
 
     def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: Any,

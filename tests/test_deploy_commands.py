@@ -28,7 +28,7 @@ from tests.deploy_support import (
     settings_env,
 )
 
-ENTRY_POINTS = ("kgcelery", "celery")
+ENTRY_POINTS = ("kgcelery", "celery", "python")
 
 
 def compose_commands() -> list[tuple[str, list[str], dict[str, str]]]:
@@ -37,7 +37,7 @@ def compose_commands() -> list[tuple[str, list[str], dict[str, str]]]:
         env = settings_env(service["environment"])
         commands.append((f"compose {name}", service["command"], env))
         test = service.get("healthcheck", {}).get("test", [])
-        if test[:2] == ["CMD", "kgcelery"]:
+        if test[:2] == ["CMD", "kgcelery"] or test[1:3] == ["python", "-m"]:
             commands.append((f"compose {name} healthcheck", test[1:], env))
     return commands
 
@@ -55,15 +55,24 @@ def kubernetes_commands() -> list[tuple[str, list[str], dict[str, str]]]:
                                      env))
     worker = Templates(Settings(kubernetes_template_dir=DEPLOY)).deployment("af-9", 1)
     for container in worker["spec"]["template"]["spec"]["containers"]:
-        commands.append(("k8s per-client worker", container["args"],
-                         config_env(objects, "kgcelery-workers")))
+        workers_env = config_env(objects, "kgcelery-workers")
+        commands.append(("k8s per-client worker", container["args"], workers_env))
+        for probe in ("livenessProbe", "readinessProbe"):
+            if "exec" in container.get(probe, {}):
+                commands.append((f"k8s per-client worker {probe}",
+                                 container[probe]["exec"]["command"], workers_env))
     return commands
 
 
 def run_help(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")}
-    module = "kgcelery" if argv[0] == "kgcelery" else "celery"
-    return subprocess.run([sys.executable, "-m", module, *argv[1:], "--help"],
+    if argv[0] == "python":  # python -m <a kgcelery module>, as the image has it
+        assert argv[1] == "-m" and argv[2].startswith("kgcelery."), argv
+        command = [sys.executable, *argv[1:], "--help"]
+    else:
+        module = "kgcelery" if argv[0] == "kgcelery" else "celery"
+        command = [sys.executable, "-m", module, *argv[1:], "--help"]
+    return subprocess.run(command,
                           env={**clean, **env}, capture_output=True, text=True, timeout=90)
 
 
@@ -79,7 +88,10 @@ def test_every_deployment_command_is_accepted() -> None:
         results: list[Any] = list(pool.map(lambda c: (c[0], c[1], run_help(c[1], c[2])),
                                            unique.values()))
     failed = [f"{where}: {' '.join(argv)}: exit {r.returncode}: {r.stderr[-500:]}"
-              for where, argv, r in results if r.returncode != 0 or "Usage:" not in r.stdout]
+              for where, argv, r in results
+              if r.returncode != 0 or "usage:" not in r.stdout.lower()]
     assert not failed, "\n".join(failed)
-    covered = {argv[1] if argv[0] == "kgcelery" else argv[3] for _, argv, _ in commands}
-    assert {"bridge", "topics", "check", "beat", "worker", "flower"} <= covered
+    covered = {argv[1] if argv[0] == "kgcelery" else argv[2] if argv[0] == "python"
+               else argv[3] for _, argv, _ in commands}
+    assert {"bridge", "topics", "check", "beat", "worker", "flower",
+            "kgcelery.liveness"} <= covered

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from kgcelery.embedded.binaries import tansu_binary
+from kgcelery.embedded.binaries import redis_server_binary, tansu_binary
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port, port_in_use
 from kgcelery.kafka import all_topics, topic_specs
@@ -36,6 +36,7 @@ from tests.deploy_support import (
     ROOT,
     InterpolationError,
     documented_variables,
+    example_environment,
     kgcelery_services,
     load_compose,
     referenced_variables,
@@ -227,9 +228,67 @@ def test_services_start_in_order_with_limits_and_named_volumes(base: dict[str, A
         for volume in service.get("volumes", []):
             assert volume.split(":")[0] in base["volumes"], f"{name}: {volume} is not named"
     assert services["bridge"]["deploy"]["replicas"] == 2
-    assert services["redis"]["command"][1:3] == ["--appendonly", "yes"]
+    assert "--appendonly yes" in services["redis"]["command"][2]
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["neo4j"]["image"] == "neo4j:5-community"
     published = [p for s in services.values() for p in s.get("ports", [])]
     assert all(p.startswith("127.0.0.1:") for p in published), "nothing beyond this host"
+
+
+def test_redis_runs_as_composed_without_its_password_on_argv(base: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    """The compose command of Redis, run with a real redis-server (the embedded stack's):
+    the password is required but appears on no command line, and maxmemory leaves half
+    the container's memory to the AOF rewrite's fork."""
+    import redis
+
+    service = base["services"]["redis"]
+    shell, flag, script = service["command"]
+    assert (shell, flag) == ("sh", "-c")
+    port = free_port()
+    binary = str(redis_server_binary(Settings()))
+    script = script.replace("exec redis-server", f"exec {binary} --port {port} --dir {tmp_path}")
+    password = service["environment"]["REDIS_PASSWORD"]
+    server = ManagedProcess("compose-redis", [shell, flag, script], run_dir=tmp_path,
+                            log_dir=tmp_path, env={**os.environ, "REDIS_PASSWORD": password})
+    server.start()
+    client = redis.Redis(port=port, password=password)
+    try:
+        wait_for(lambda: port_in_use(port), timeout=20, what="redis-server")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).set("k", "v")
+        config = client.config_get("*")
+        # KGCELERY_BRIDGE_DURABLE=aof's WAITAOF answers at once on a Redis that fsyncs
+        # each write before its reply.
+        assert config["appendonly"] == "yes" and config["appendfsync"] == "always"
+        assert config["maxmemory-policy"] == "noeviction"
+        limit = service["deploy"]["resources"]["limits"]["memory"]
+        assert int(config["maxmemory"]) * 2 <= int(limit.removesuffix("g")) * 1024 ** 3
+        pid = int(client.info("server")["process_id"])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+        assert password not in cmdline, cmdline
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_kafka_and_neo4j_settings_as_a_platform_team_wants(base: dict[str, Any]) -> None:
+    services = base["services"]
+    kafka = services["kafka"]
+    assert kafka["environment"]["CLUSTER_ID"] == example_environment()["KAFKA_CLUSTER_ID"]
+    assert "KAFKA_HEAP_OPTS=-Xmx64m" in kafka["healthcheck"]["test"][1], \
+        "the healthcheck's JVM must not take the broker's heap every 10 s"
+    neo4j = services["neo4j"]["environment"]
+    assert neo4j["NEO4J_server_memory_heap_initial__size"] == \
+        neo4j["NEO4J_server_memory_heap_max__size"]
+    kgcelery = kgcelery_services(base)
+    for role in ("bridge", "beat"):
+        test = kgcelery[role]["healthcheck"]["test"]
+        assert test[1:5] == ["python", "-m", "kgcelery.liveness", role], role
+        assert kgcelery[role]["environment"]["KGCELERY_LIVENESS_DIR"] == "/tmp"
+    for name, service in services.items():
+        image = service["image"]
+        tag = image.rpartition(":")[2]
+        if name not in ("kafka", "neo4j") and service.get("build") is None:
+            assert tag[0].isdigit() and tag.count(".") == 2, f"{name}: {image} is not exact"

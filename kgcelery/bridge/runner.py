@@ -29,12 +29,13 @@ from kgcelery.bridge.metrics import BridgeMetrics, publish_snapshot
 from kgcelery.bridge.offsets import OffsetTracker
 from kgcelery.bridge.quota import QueueQuota
 from kgcelery.bridge.routing import CONTROL_KINDS, classify
-from kgcelery.broker import open_broker
+from kgcelery.broker import Durability, open_broker
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import BrokerUnavailableError, RejectedRecordError
 from kgcelery.kafka import consumer_config
 from kgcelery.kinds import TASK_FOR_KIND
+from kgcelery.liveness import Heartbeat
 from kgcelery.retry import Backoff
 from kgcelery.settings import Settings
 
@@ -99,7 +100,9 @@ class Bridge:
         self.control_topics = frozenset(t for t, k in self.kinds.items() if k in CONTROL_KINDS)
         self.registry = registry
         self.registered = RegisteredClients(registry, settings.registry_refresh_s)
-        self.publisher = open_broker(app, settings.broker_url)
+        self.publisher = open_broker(app, settings.broker_url, Durability(
+            settings.bridge_durable, settings.bridge_durable_timeout_ms,
+            settings.bridge_durable_replicas))
         self.dead_letters = dead_letters or DeadLetterWriter(settings, settings.dlq_raw_topic)
         self.consumer = consumer or Consumer(consumer_config(settings))
         self.batcher = Batcher(max_records=settings.batch_max_records,
@@ -120,6 +123,7 @@ class Bridge:
         self._paused = False
         self._last_commit = 0.0
         self._last_report = 0.0
+        self.alive = Heartbeat(settings.liveness_dir, "bridge")
 
     # -- the loop -----------------------------------------------------------------
     def run(self, stop: threading.Event | Callable[[], bool]) -> None:
@@ -316,6 +320,8 @@ class Bridge:
         ready = self.offsets.committable()
         if not ready:
             return
+        if not self.publisher.make_durable():
+            return  # the tasks below these offsets are not durable yet: a later round
         self.dead_letters.flush()
         self.consumer.commit(offsets=[TopicPartition(topic, partition, offset)
                                       for (topic, partition), offset in ready.items()],
@@ -364,6 +370,7 @@ class Bridge:
     # -- observability --------------------------------------------------------------
     def _report(self) -> None:
         self._last_report = time.monotonic()
+        self.alive.beat()  # the loop turns, whether or not Redis takes the snapshot
         try:
             assignment = self.consumer.assignment()
             for tp in self.consumer.position(assignment) if assignment else []:

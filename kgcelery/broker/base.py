@@ -48,6 +48,17 @@ class QueueWork:
         return self.queued + self.in_flight
 
 
+@dataclass(frozen=True)
+class Durability:
+    """What a published task must reach before the offsets below it may be committed
+    (KGCELERY_BRIDGE_DURABLE): ``off`` the broker's acknowledgement, ``aof`` the
+    broker's fsynced append-only file, ``replicas`` that many replicas."""
+
+    mode: str = "off"
+    timeout_ms: int = 2000
+    replicas: int = 1
+
+
 class TaskBroker(ABC):
     """Publishing and counting tasks on the broker."""
 
@@ -69,6 +80,11 @@ class TaskBroker(ABC):
         :param default_records_per_task: the estimate where no queued task says its
             size (a full batch: the size that matters when work piles up).
         """
+
+    def make_durable(self) -> bool:
+        """Wait until every task published so far is as durable as asked (see
+        :class:`Durability`); False if that was not confirmed in time (commit later)."""
+        return True
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing
         """Release connections."""

@@ -11,10 +11,19 @@ of kombu's ``unacked`` hash; kgcelery's transport records each one's queue in a 
 index when it takes the task (``lua/take.lua``), so ``lua/in_flight.lua`` counts them
 per queue without reading a task body: its cost depends on the number of tasks in
 flight, not on their size (``bench/broker.py``).
+
+Durability (:meth:`RedisBroker.make_durable`): Redis acknowledges a write before it is
+on disk (``appendfsync everysec``: up to a second later). With ``aof`` the bridge, before
+it commits offsets, writes a fence key and waits with ``WAITAOF 1 0`` on that same
+connection: ``WAITAOF`` waits for the client's own last write, and the fence comes after
+every task published so far (on any connection), so once it is fsynced they all are.
+``replicas`` does the same with ``WAIT n`` for replicas.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -22,13 +31,18 @@ import redis
 from celery import Celery
 from kombu import Queue
 
-from kgcelery.broker.base import UNREACHABLE, QueueWork, TaskBatch, TaskBroker
+from kgcelery.broker.base import UNREACHABLE, Durability, QueueWork, TaskBatch, TaskBroker
 from kgcelery.broker.envelope import argsrepr, redis_envelope, task_body, task_headers
 from kgcelery.broker.layout import IN_FLIGHT_KEY, UNACKED_KEY, load_script, priority_lists
 from kgcelery.clients import client_of_queue, queue_for
 from kgcelery.errors import BrokerUnavailableError
 from kgcelery.kinds import TASK_FOR_KIND
 
+log = logging.getLogger(__name__)
+
+#: Written before each durability wait (see the module doc).
+FENCE_KEY = "kgcelery:durable-fence"
+COMPLAIN_EVERY_S = 60.0
 _IN_FLIGHT = load_script("in_flight")
 _RECORDS_PER_TASK = load_script("records_per_task")
 
@@ -93,11 +107,15 @@ def _mean_sample(samples: list[int], default: int) -> float:
 class RedisBroker(TaskBroker):
     """A Redis broker, read and written in kombu's layout."""
 
-    def __init__(self, app: Celery | None, broker_url: str) -> None:
+    def __init__(self, app: Celery | None, broker_url: str,
+                 durability: Durability | None = None) -> None:
         self.app = app
         self.redis = redis.Redis.from_url(broker_url, socket_timeout=10,
                                           socket_connect_timeout=5)
         self._declared: set[str] = set()
+        self.durability = durability or Durability()
+        self._unsynced = False
+        self._complained_at = float("-inf")
 
     def _declare(self, queue_name: str) -> None:
         # The queue's binding lets Celery's own publishers (task retries) route to it.
@@ -126,6 +144,42 @@ class RedisBroker(TaskBroker):
             body = task_body(batch.client_id, batch.records, batch.origins)
             pipe.lpush(queue, redis_envelope(body, headers, queue))
         pipe.execute()
+        self._unsynced = True
+
+    def make_durable(self) -> bool:
+        """See :meth:`TaskBroker.make_durable` and the module doc."""
+        mode = self.durability.mode
+        if mode == "off" or not self._unsynced:
+            return True
+        timeout = self.durability.timeout_ms
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(FENCE_KEY)
+        if mode == "aof":
+            pipe.execute_command("WAITAOF", 1, 0, timeout)
+        else:
+            pipe.execute_command("WAIT", self.durability.replicas, timeout)
+        try:
+            _, acknowledged = pipe.execute()
+        except redis.RedisError as exc:
+            hint = (" (WAITAOF needs Redis 7.2 or newer with appendonly yes)"
+                    if mode == "aof" else "")
+            self._complain("could not wait for %s durability: %s%s; offsets wait", mode,
+                           exc, hint)
+            return False
+        done = (int(acknowledged[0]) >= 1 if mode == "aof"
+                else int(acknowledged) >= self.durability.replicas)
+        if not done:
+            self._complain("tasks not %s within %d ms; offsets wait",
+                           "fsynced" if mode == "aof" else "replicated", timeout)
+            return False
+        self._unsynced = False
+        return True
+
+    def _complain(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._complained_at >= COMPLAIN_EVERY_S:
+            self._complained_at = now
+            log.warning(message, *args)
 
     def queue_depth(self, client_id: str) -> int:
         return queue_depth(self.redis, client_id)

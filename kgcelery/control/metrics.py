@@ -3,7 +3,8 @@
 Flower's own metrics have no queue depth, and a client queue that no worker consumes
 is invisible on Flower's Broker page; these gauges fill that gap. They are read from
 Redis at scrape time (no state of their own), so any process may serve them: the
-reconciler (``kgcelery reconcile``) and ``kgcelery up`` do when
+reconciler (``kgcelery reconcile``), ``kgcelery up`` and the worker of the control
+queue (``ControlMetricsStep``: on Kubernetes) do when
 ``KGCELERY_CONTROL_METRICS_PORT`` is set. Actual workers are the count beat recorded at
 its last scaling run (a scrape does not broadcast to every worker).
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
+from celery import bootsteps
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kgcelery.broker import open_broker
+from kgcelery.clients import CONTROL_QUEUE
 from kgcelery.control.observe import observe
 from kgcelery.control.registry import STATES, Registry
 from kgcelery.settings import Settings
@@ -78,3 +82,34 @@ def serve_metrics(settings: Settings, registry: Registry) -> WSGIServer:
     log.info("control-plane metrics on :%d/metrics", settings.control_metrics_port)
     return server
 
+
+class ControlMetricsStep(bootsteps.StartStopStep):
+    """These metrics, served by the
+    worker that consumes the control queue when KGCELERY_CONTROL_METRICS_PORT is set and
+    the reconciler runs as its beat job (a scaler other than ``local``: Kubernetes,
+    compose). With ``local``, ``kgcelery up`` or ``kgcelery reconcile`` serves them."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.server: Any = None
+        self.registry: Any = None
+
+    def start(self, worker: Any) -> None:
+        from kgcelery.app import CONTROL_METRICS_PORT, settings
+
+        port = worker.app.conf.get(CONTROL_METRICS_PORT)
+        consumed = worker.app.amqp.queues.consume_from or {}
+        if not port or CONTROL_QUEUE not in consumed or settings.scaler_backend == "local":
+            return
+        self.registry = Registry.from_url(settings.registry_url)
+        try:
+            self.server = serve_metrics(settings, self.registry)
+        except OSError as exc:  # metrics are no reason to stop the control plane
+            log.warning("control metrics not served on :%s: %s", port, exc)
+            self.registry.close()
+
+    def stop(self, worker: Any) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.registry.close()
+            self.server = None

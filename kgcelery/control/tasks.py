@@ -14,6 +14,7 @@ import time
 from kgcelery.app import app, settings
 from kgcelery.broker import TaskBroker, open_broker
 from kgcelery.control.expiry import next_state
+from kgcelery.control.metrics import ControlMetricsStep
 from kgcelery.control.observe import active_queues, consumers_per_client
 from kgcelery.control.policy import Pool, ScalingPolicy, plan
 from kgcelery.control.reconciler import Reconciler, make_scaler
@@ -21,6 +22,10 @@ from kgcelery.control.registry import RETIRED, Registry
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The worker that consumes the control queue serves the control plane's metrics (this
+# module is imported by every worker of the app, before its bootsteps are built).
+app.steps["worker"].add(ControlMetricsStep)
 
 _registry: Registry | None = None
 _broker: TaskBroker | None = None

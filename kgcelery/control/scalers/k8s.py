@@ -10,12 +10,20 @@ and applied through the official ``kubernetes`` client (``pip install
   ScaledObject's ``minReplicaCount`` (so drains and pins hold as a floor), and a
   retired client's ScaledObject is deleted and its Deployment scaled to 0.
 
+Every Deployment carries a hash of what was rendered for it (``TEMPLATE_HASH``, the
+replicas left out): when a new image, template or setting changes the hash, the
+Deployment is re-applied by server-side apply, so an upgrade of kgcelery rolls to the
+workers of every client. In keda mode the replicas stay out of the applied body: the
+HPA owns them.
+
 The API objects are passed in, so tests drive this with a recorded fake; see
 ``docs/CONTROL_PLANE.md`` for what was not exercised against a real cluster.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import string
@@ -30,6 +38,11 @@ from kgcelery.settings import Settings
 log = logging.getLogger(__name__)
 
 CLIENT_LABEL = "kgcelery.io/client"
+#: The annotation that says what a Deployment was rendered from (see the module doc).
+TEMPLATE_HASH = "kgcelery.io/template-hash"
+#: kgcelery's field manager for server-side apply.
+FIELD_MANAGER = "kgcelery"
+APPLY_PATCH = "application/apply-patch+yaml"
 SELECTOR = "app.kubernetes.io/name=kgcelery-worker"
 KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
 DEPLOYMENT_TEMPLATE = "worker-deployment.yaml"
@@ -42,6 +55,15 @@ REDIS_TRIGGER_AUTH = "kgcelery-redis"
 def name_for(client_id: str) -> str:
     """The Deployment (and ScaledObject) of a client; a valid DNS-1123 name."""
     return f"kgcelery-worker-{client_id}"
+
+
+def template_hash(deployment: Mapping[str, Any]) -> str:
+    """What a rendered Deployment is, apart from its replicas (which the scaler or the
+    HPA changes) and this hash itself."""
+    spec = {k: v for k, v in deployment["spec"].items() if k != "replicas"}
+    metadata = {k: v for k, v in deployment["metadata"].items() if k != "annotations"}
+    text = json.dumps({"metadata": metadata, "spec": spec}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Templates:
@@ -59,11 +81,13 @@ class Templates:
 
     def deployment(self, client_id: str, replicas: int) -> dict[str, Any]:
         s = self.settings
-        return self._render(
+        body = self._render(
             DEPLOYMENT_TEMPLATE, name=name_for(client_id), namespace=s.kubernetes_namespace,
             client=client_id, queue=queue_for(client_id), replicas=replicas,
             image=s.kubernetes_worker_image, concurrency=s.worker_concurrency,
             grace_seconds=s.task_time_limit_s + 30)
+        body["metadata"].setdefault("annotations", {})[TEMPLATE_HASH] = template_hash(body)
+        return body
 
     def scaled_object(self, client_id: str, min_replicas: int) -> dict[str, Any]:
         s = self.settings
@@ -73,7 +97,7 @@ class Templates:
             SCALED_OBJECT_TEMPLATE, name=name_for(client_id), namespace=s.kubernetes_namespace,
             client=client_id, queue=queue_for(client_id), min_replicas=min_replicas,
             max_replicas=max(min_replicas, s.scale_max_workers),
-            cooldown_seconds=int(s.scale_cooldown_s),
+            scale_down_window_seconds=int(s.scale_cooldown_s),
             redis_address=f"{broker.hostname}:{broker.port or 6379}",
             redis_db=(broker.path or "/0").lstrip("/") or "0",
             list_length=max(tasks_per_replica, 1))
@@ -96,8 +120,10 @@ class KubernetesScaler:
     name = "kubernetes"
 
     def __init__(self, settings: Settings, apps: Any, custom: Any = None) -> None:
+        self.settings = settings
         self.namespace = settings.kubernetes_namespace
         self.mode = settings.kubernetes_mode
+        self._warned_cap = 0
         self.templates = Templates(settings)
         self.apps = apps
         self.custom = custom
@@ -126,6 +152,8 @@ class KubernetesScaler:
         return {item["metadata"]["labels"][CLIENT_LABEL] for item in found.get("items", [])}
 
     def apply(self, desired: Mapping[str, int]) -> dict[str, int]:
+        if self.mode == "keda":
+            self._state_the_global_cap(desired)
         deployments = self._deployments()
         scaled = self._scaled_objects() if self.mode == "keda" else set()
         actual: dict[str, int] = {}
@@ -143,6 +171,7 @@ class KubernetesScaler:
                 current = int(existing.spec.replicas or 0)
                 ready = existing.status.ready_replicas if existing.status else None
                 actual[client_id] = int(ready or 0)
+                current = self._update_if_changed(client_id, existing, current, wanted)
             if self.mode == "keda" and wanted > 0:
                 self._apply_scaled_object(client_id, wanted, client_id in scaled)
                 continue
@@ -155,6 +184,36 @@ class KubernetesScaler:
                 self.apps.patch_namespaced_deployment_scale(
                     name_for(client_id), self.namespace, {"spec": {"replicas": wanted}})
         return actual
+
+    def _state_the_global_cap(self, desired: Mapping[str, int]) -> None:
+        """KEDA scales each client alone: KGCELERY_SCALE_GLOBAL_MAX_WORKERS cannot hold
+        across them. Say so when the clients' maxima can exceed it (once per new sum)."""
+        ceiling = sum(max(wanted, self.settings.scale_max_workers)
+                      for wanted in desired.values() if wanted > 0)
+        if ceiling > self.settings.scale_global_max_workers and ceiling > self._warned_cap:
+            self._warned_cap = ceiling
+            log.warning("keda mode: the clients' ScaledObjects allow up to %d workers, above "
+                        "KGCELERY_SCALE_GLOBAL_MAX_WORKERS=%d, which KEDA does not enforce; "
+                        "cap the namespace with a ResourceQuota", ceiling,
+                        self.settings.scale_global_max_workers)
+
+    def _update_if_changed(self, client_id: str, existing: Any, current: int,
+                           wanted: int) -> int:
+        """Re-apply the Deployment when its rendering changed; returns its replicas."""
+        annotations = existing.metadata.annotations or {}
+        keda_owns_replicas = self.mode == "keda" and wanted > 0
+        body = self.templates.deployment(client_id, wanted if not keda_owns_replicas
+                                         else current)
+        if annotations.get(TEMPLATE_HASH) == body["metadata"]["annotations"][TEMPLATE_HASH]:
+            return current
+        if keda_owns_replicas:
+            del body["spec"]["replicas"]
+        log.info("re-applying the Deployment of %s (new template, image or settings)",
+                 client_id)
+        self.apps.patch_namespaced_deployment(
+            name_for(client_id), self.namespace, body, field_manager=FIELD_MANAGER,
+            force=True, _content_type=APPLY_PATCH)
+        return current if keda_owns_replicas else wanted
 
     def _apply_scaled_object(self, client_id: str, wanted: int, exists: bool) -> None:
         body = self.templates.scaled_object(client_id, min_replicas=wanted)
