@@ -51,18 +51,33 @@ class Service:
     port: int
     process: ManagedProcess
     ready_check: Callable[[], bool] = field(repr=False)
+    ready_timeout_s: float = READY_TIMEOUT_S
+    #: Runs before the process starts (formatting Kafka's storage).
+    prepare: Callable[[], None] | None = field(default=None, repr=False)
+    #: Names the port's setting in the error when the port is taken.
+    port_setting: str = ""
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the process without waiting for it (see :meth:`wait_ready`)."""
         self.process.check_stale()
         if port_in_use(self.port):
+            setting = self.port_setting or f"KGCELERY_EMBEDDED_{self.name.upper()}_PORT"
             raise StaleProcessError(
                 f"port {self.port} for {self.name} is already in use (another program, or "
                 f"a kgcelery run whose pid files are gone). Stop it, or choose another port "
-                f"with KGCELERY_EMBEDDED_{self.name.upper()}_PORT.")
+                f"with {setting}.")
+        if self.prepare is not None:
+            self.prepare()
         self.process.start()
-        self.process.wait_until(self.ready_check, timeout=READY_TIMEOUT_S,
+
+    def wait_ready(self) -> None:
+        self.process.wait_until(self.ready_check, timeout=self.ready_timeout_s,
                                 what=f"ready on port {self.port}")
         log.info("%s ready on 127.0.0.1:%d (pid %s)", self.name, self.port, self.process.pid)
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_ready()
 
     def stop(self) -> None:
         self.process.stop()
@@ -148,8 +163,11 @@ class EmbeddedStack:
         for service in self.services:
             service.process.check_stale()
         try:
+            # All at once, then wait for each: the JVM servers take seconds to start.
             for service in self.services:
-                service.start()
+                service.launch()
+            for service in self.services:
+                service.wait_ready()
             if self.create_topics:
                 created = ensure_topics(self.settings)
                 log.info("created %d topics", len(created))
