@@ -36,6 +36,10 @@ DEFAULT_TOPICS: dict[str, str] = {
 }
 
 
+_NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://",
+                  "neo4j+ssc://")
+
+
 class Settings(BaseSettings):
     """kgcelery configuration; each field is ``KGCELERY_<NAME>`` in the environment.
 
@@ -259,6 +263,7 @@ class Settings(BaseSettings):
             # Neo4j Community: one database, clients kept apart by a property.
             data.setdefault("graph_backend", "neo4j")
             data.setdefault("graph_tenancy", "property")
+        if given("graph_backend") == "neo4j" and not data.get("graph_uri"):
             data["graph_uri"] = f"bolt://127.0.0.1:{given('embedded_neo4j_port')}"
         if not data.get("graph_uri"):
             data["graph_uri"] = f"redis://127.0.0.1:{given('embedded_graph_port')}"
@@ -275,6 +280,10 @@ class Settings(BaseSettings):
                              "KGCELERY_TASK_TIME_LIMIT_S, or running tasks get redelivered")
         if self.scale_min_workers > self.scale_max_workers:
             raise ValueError("KGCELERY_SCALE_MIN_WORKERS is above KGCELERY_SCALE_MAX_WORKERS")
+        if self.graph_backend == "neo4j" and not self.graph_uri.startswith(_NEO4J_SCHEMES):
+            raise ValueError(f"KGCELERY_GRAPH_URI={self.graph_uri!r} is not a Neo4j address: "
+                             "with KGCELERY_GRAPH_BACKEND=neo4j use bolt://host:7687 or "
+                             "neo4j://host:7687 (+s for TLS)")
         self._check_security()
         return self
 
