@@ -25,8 +25,8 @@ from kgcelery.cliutil import stop_on_signals
 from kgcelery.control.reconciler import Reconciler
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
+from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess
-from kgcelery.embedded.stack import EmbeddedStack
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.settings import Settings
 
@@ -85,6 +85,7 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
     with closing(open_broker(None, scaler.settings.broker_url)) as broker:
         work = broker.work_of([r.client_id for r in records],
                               default_records_per_task=scaler.settings.batch_max_records)
+    own = " {client: $client}" if store.client_key else ""  # one database for all
     click.echo(f"[{stamp}] {'CLIENT':<18} {'STATE':<9} {'QUEUE':>6} {'FLIGHT':>6} "
                f"{'WORKERS':>7} {'EVENTS':>7} {'OBJECTS':>8} {'P99/5m':>6}")
     for record in records:
@@ -95,8 +96,8 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
             f"           {client:<18} {record.state:<9} "
             f"{work[client].queued:>6} {work[client].in_flight:>6} "
             f"{desired + '/' + str(workers.get(client, 0)) + pin:>7} "
-            f"{_count(store, client, 'MATCH (e:Event) RETURN count(e)'):>7} "
-            f"{_count(store, client, 'MATCH (o:Resource) RETURN count(o)'):>8} "
+            f"{_count(store, client, f'MATCH (e:Event{own}) RETURN count(e)'):>7} "
+            f"{_count(store, client, f'MATCH (o:Resource{own}) RETURN count(o)'):>8} "
             f"{_p99(registry, client):>6}")
 
 
@@ -110,14 +111,24 @@ def _p99(registry: Registry, client_id: str) -> str:
 
 def _banner(settings: Settings, state_dir: Path, flower: bool) -> None:
     graph_port = settings.embedded_graph_port
-    lines = [
-        f"kgcelery is up (state and logs under {state_dir})",
-        f"  Kafka (Tansu)      {settings.kafka_bootstrap_servers}",
-        f"  Celery broker      {settings.broker_url}",
-        f"  Graph (FalkorDB)   {settings.graph_uri}   one graph per client, e.g.",
-        f"                     kgcelery graph stats <client>   or   redis-cli -p {graph_port} "
-        "GRAPH.QUERY <client> \"MATCH (e:Event) RETURN e.reason, count(*)\"",
-    ]
+    lines = [f"kgcelery is up on the {settings.stack} stack (state and logs under {state_dir})"]
+    if settings.stack == "kafka-neo4j":
+        lines += [
+            f"  Kafka (Apache)     {settings.kafka_bootstrap_servers}",
+            f"  Celery broker      {settings.broker_url}",
+            f"  Graph (Neo4j)      {settings.graph_uri}   Bolt, no auth; one database, "
+            "nodes keyed by client, e.g.",
+            "                     kgcelery graph stats <client>   or any Bolt client: "
+            "MATCH (e:Event {client: '<client>'}) RETURN e.reason, count(*)",
+        ]
+    else:
+        lines += [
+            f"  Kafka (Tansu)      {settings.kafka_bootstrap_servers}",
+            f"  Celery broker      {settings.broker_url}",
+            f"  Graph (FalkorDB)   {settings.graph_uri}   one graph per client, e.g.",
+            f"                     kgcelery graph stats <client>   or   redis-cli -p {graph_port} "
+            "GRAPH.QUERY <client> \"MATCH (e:Event) RETURN e.reason, count(*)\"",
+        ]
     if flower:
         lines.append(f"  Flower             http://127.0.0.1:{settings.flower_port}")
     if settings.control_metrics_port:
@@ -134,8 +145,8 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
     """Start it all, supervise, print status; stop it all on Ctrl-C or SIGTERM."""
     stop = stop_on_signals()
     state_dir = Path(settings.state_dir).resolve()
-    click.echo(f"starting the embedded stack in {state_dir} ...")
-    stack = EmbeddedStack(settings)
+    click.echo(f"starting the {settings.stack} stack in {state_dir} ...")
+    stack = open_stack(settings)
     supervisor = Supervisor(settings, state_dir)
     scaler = LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
     registry = Registry.from_url(settings.registry_url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,25 @@ def test_an_unreachable_server_is_transient_after_bounded_retries() -> None:
         assert store.ping() is False
     finally:
         store.close()
+
+
+def test_workers_creating_the_schema_at_once_all_succeed(neo4j: Neo4jStore) -> None:
+    """Workers of several clients start together on a fresh Neo4j: ``IF NOT EXISTS``
+    alone lets the loser of a race fail ("equivalent schema rule already exists")."""
+
+    def make_schema(_: int) -> None:
+        store = Neo4jStore(neo4j.uri, user="neo4j", password="", tenancy="property")
+        try:
+            store.ensure_schema("race-client")
+        finally:
+            store.close()
+
+    names = [statement.split()[2] for statement in schema_statements("property")]
+    for _ in range(3):
+        for statement in schema_statements("property"):
+            kind = statement.split()[1]
+            neo4j._execute(f"DROP {kind} {statement.split()[2]} IF EXISTS", {}, neo4j.database)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(make_schema, range(8)))
+    found = {row[0] for row in neo4j.run("race-client", "SHOW INDEXES YIELD name RETURN name")}
+    assert set(names) <= found

@@ -37,6 +37,10 @@ CREATE_DATABASE = "CREATE DATABASE $name IF NOT EXISTS WAIT"
 DROP_DATABASE = "DROP DATABASE $name IF EXISTS"
 EDITION = "CALL dbms.components() YIELD versions, edition RETURN versions[0], edition"
 AWAIT_INDEXES = "CALL db.awaitIndexes(300)"
+#: What ``IF NOT EXISTS`` still raises when two workers create the same rule at once.
+_SCHEMA_RACES = ("Neo.ClientError.Schema.EquivalentSchemaRuleAlreadyExists",
+                 "Neo.ClientError.Schema.ConstraintAlreadyExists",
+                 "Neo.ClientError.Schema.IndexAlreadyExists")
 
 
 def schema_statements(tenancy: Tenancy) -> list[str]:
@@ -157,7 +161,11 @@ class Neo4jStore(GraphStore):
         if self.tenancy == "database":
             self._execute(CREATE_DATABASE, {"name": database}, "system")
         for statement in schema_statements(self.tenancy):
-            self._execute(statement, {}, database)
+            try:
+                self._execute(statement, {}, database)
+            except Neo4jError as exc:
+                if exc.code not in _SCHEMA_RACES:
+                    raise
         self._execute(AWAIT_INDEXES, {}, database)
         self._schema_done.add(database)
 
