@@ -59,6 +59,7 @@ class Settings(BaseSettings):
         JVM_CACHE_DIR: where Maven puts the kafka-neo4j stack's jars
             (``~/.cache/kgcelery/jvm``; ~170 MB, reused across runs).
         JVM_HEAP_MB: heap of each of the stack's JVMs (768).
+        JVM_OFFLINE: never let Maven reach the network: only a filled cache works (false).
     Kafka and the bridge:
         KAFKA_BOOTSTRAP_SERVERS: Kafka bootstrap servers (derived from the embedded port).
         TOPICS: JSON object topic -> kind (event, log, resource, topology, alert,
@@ -161,6 +162,7 @@ class Settings(BaseSettings):
     embedded_neo4j_port: int = 17687
     jvm_cache_dir: Path | None = None
     jvm_heap_mb: int = Field(default=768, ge=256)
+    jvm_offline: bool = False
     tansu_bin: Path | None = None
     redis_server_bin: Path | None = None
     falkordb_module: Path | None = None

@@ -70,18 +70,23 @@ _jvm_skipped: list[str] = []
 
 
 @pytest.fixture(scope="session")
-def jvm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings of the session's kafka-neo4j stack (Apache Kafka, Redis, Neo4j Community),
-    started here; skipped, loudly, where Java, Maven or the jars are missing (a failure
+def jvm_ready() -> None:
+    """The JVM tier can run here (Java, Maven, the jars); else skipped, loudly (a failure
     with KGCELERY_REQUIRE_JVM=1, as in CI)."""
-    state = tmp_path_factory.mktemp("jvm-stack")
-    settings = _session_settings(state, stack="kafka-neo4j")
-    why_not = jvm_available(settings)
+    why_not = jvm_available(Settings())
     if why_not:
         if os.environ.get("KGCELERY_REQUIRE_JVM") == "1":
             pytest.fail(f"KGCELERY_REQUIRE_JVM=1 but the JVM tier cannot run: {why_not}")
         _jvm_skipped.append(why_not)
-        pytest.skip(f"JVM tier skipped: {why_not}")
+        pytest.skip(f"JVM tier skipped: {why_not.splitlines()[0]}")
+
+
+@pytest.fixture(scope="session")
+def jvm_stack(jvm_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of the session's kafka-neo4j stack (Apache Kafka, Redis, Neo4j Community),
+    started here (see ``jvm_ready``)."""
+    state = tmp_path_factory.mktemp("jvm-stack")
+    settings = _session_settings(state, stack="kafka-neo4j")
     stack = JvmStack(settings)
     stack.start()
     try:
@@ -123,7 +128,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "jvm_stack" in getattr(item, "fixturenames", ()):
+        if {"jvm_stack", "jvm_ready"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.jvm)
         # The first JVM test also starts two JVMs (~25-60 s on a loaded 2-core machine).
         if item.get_closest_marker("jvm") and not item.get_closest_marker("timeout"):

@@ -94,7 +94,8 @@ def test_up_serves_kafka_and_neo4j_by_protocol_and_down_leaves_nothing_running(
         assert not port_in_use(port)
 
 
-def test_a_taken_port_stops_the_start_with_the_setting_to_change(tmp_path: Path) -> None:
+def test_a_taken_port_stops_the_start_with_the_setting_to_change(tmp_path: Path,
+                                                                  jvm_ready: None) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -97,13 +97,14 @@ def _component_dir(settings: Settings, component: Component) -> Path:
 def classpath(settings: Settings, component: Component, *, offline: bool = False) -> list[Path]:
     """The jars of ``component``, resolved by Maven on first use (then from the cache).
 
-    :param offline: never reach the network (Maven's ``-o``): only a filled cache works.
+    :param offline: never reach the network (Maven's ``-o``; also ``KGCELERY_JVM_OFFLINE``):
+        only a filled cache works.
     :raises JvmUnavailableError: no Maven, no network and no cache, or a failed resolve.
     """
     home = _component_dir(settings, component)
     listing = home / "classpath.txt"
     if not listing.is_file():
-        _resolve(settings, component, home, listing, offline=offline)
+        _resolve(settings, component, home, listing, offline=offline or settings.jvm_offline)
     jars = [Path(p) for p in listing.read_text().strip().split(os.pathsep) if p]
     missing = [jar for jar in jars if not jar.is_file()]
     if missing:
@@ -121,7 +122,7 @@ def _resolve(settings: Settings, component: Component, home: Path, listing: Path
         name=component.name, version=component.version,
         dependencies="\n".join(_DEPENDENCY.format(*a) for a in component.artifacts)))
     partial = home / "classpath.partial"
-    argv = [str(mvn), "-B", "-q", *(["-o"] if offline else []),
+    argv = [str(mvn), "-B", "-q", "-Dstyle.color=never", *(["-o"] if offline else []),
             f"-Dmaven.repo.local={cache_dir(settings) / 'repository'}",
             "-f", str(home / "pom.xml"), "dependency:build-classpath",
             "-Dmdep.includeScope=runtime", f"-Dmdep.outputFile={partial}"]
@@ -164,3 +165,19 @@ def jvm_available(settings: Settings, *, offline: bool = False) -> str | None:
     except JvmUnavailableError as exc:
         return str(exc)
     return None
+
+
+def main() -> int:
+    """``python -m kgcelery.embedded.maven``: resolve the jars now (``make jvm``)."""
+    settings = Settings()
+    why_not = jvm_available(settings)
+    if why_not:
+        print(f"kafka-neo4j stack unavailable: {why_not}")
+        return 1
+    print(f"kafka-neo4j stack ready: Apache Kafka {KAFKA_VERSION}, Neo4j {NEO4J_VERSION} "
+          f"(jars in {cache_dir(settings)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
