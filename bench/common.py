@@ -21,7 +21,7 @@ KINDS = tuple(MIX)
 def bench_settings(state: Path, **overrides: object) -> Settings:
     return Settings(state_dir=state, embedded_kafka_port=free_port(),
                     embedded_broker_port=free_port(), embedded_graph_port=free_port(),
-                    dlq_guard_ratio=1.0, **overrides)  # type: ignore[arg-type]
+                    embedded_neo4j_port=free_port(), dlq_guard_ratio=1.0, **overrides)  # type: ignore[arg-type]
 
 
 def sample_records(count: int, seed: int = 7) -> list[tuple[str, bytes]]:

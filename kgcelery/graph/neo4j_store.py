@@ -93,8 +93,11 @@ class Neo4jStore(GraphStore):
         self.backoff_s = backoff_s
         self.batch_rows = batch_rows
         auth = (user, password) if password else None
+        # Notifications (hints such as "property key does not exist" on a new graph) would
+        # be logged as warnings for every statement.
         self._driver = neo4j.GraphDatabase.driver(uri, auth=auth,
-                                                  max_transaction_retry_time=driver_retry_s)
+                                                  max_transaction_retry_time=driver_retry_s,
+                                                  notifications_min_severity="OFF")
         self._schema_done: set[str] = set()
         self.edition: str | None = None
         try:
