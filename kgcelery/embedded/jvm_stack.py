@@ -88,7 +88,6 @@ class JvmStack(EmbeddedStack):
         self.state_dir = Path(settings.state_dir).resolve()
         self.run_dir = self.state_dir / "run"
         self.log_dir = self.state_dir / "logs"
-        self.graph_bolt_port = None
         self.create_topics = create_topics
         self.java = str(maven.java_binary())
         self.kafka = self._apache_kafka()

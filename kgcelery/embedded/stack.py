@@ -100,17 +100,14 @@ class EmbeddedStack:
     """Starts, checks and stops the embedded servers; a context manager.
 
     :param settings: ports, state directory and binaries.
-    :param graph_bolt_port: also open FalkorDB's Bolt endpoint (tests of the Neo4j path).
     :param create_topics: create every topic kgcelery uses once Tansu is up.
     """
 
-    def __init__(self, settings: Settings, *, graph_bolt_port: int | None = None,
-                 create_topics: bool = True) -> None:
+    def __init__(self, settings: Settings, *, create_topics: bool = True) -> None:
         self.settings = settings
         self.state_dir = Path(settings.state_dir).resolve()
         self.run_dir = self.state_dir / "run"
         self.log_dir = self.state_dir / "logs"
-        self.graph_bolt_port = graph_bolt_port
         self.create_topics = create_topics
         self.kafka = self._tansu()
         self.broker = self._redis("broker", settings.embedded_broker_port)
@@ -150,8 +147,6 @@ class EmbeddedStack:
             # (Redis's default waits for 64 MB) so that a restart stays quick.
             argv += ["--auto-aof-rewrite-min-size", "1mb",
                      "--loadmodule", str(falkordb_module(self.settings))]
-            if self.graph_bolt_port:
-                argv += ["BOLT_PORT", str(self.graph_bolt_port)]
 
         def ready() -> bool:
             return _redis_ready(port, "graph" if falkordb else None)
