@@ -8,6 +8,7 @@
 // databases down cleanly (the shutdown hook), so the store is never left to recover.
 
 import java.nio.file.Path;
+import java.time.Duration;
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
@@ -31,6 +32,9 @@ public final class KgNeo4j {
                 .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.DISABLED)
                 .setConfig(GraphDatabaseSettings.auth_enabled, false)
                 .setConfig(GraphDatabaseSettings.pagecache_memory, pageCacheMb * 1024 * 1024)
+                // A graph that grows from empty would be replanned again and again as its
+                // statistics change; kgcelery's statements seek by constraint indexes.
+                .setConfig(GraphDatabaseSettings.cypher_min_replan_interval, Duration.ofMinutes(10))
                 .build();
         Runtime.getRuntime().addShutdownHook(new Thread(dbms::shutdown, "kg-neo4j-shutdown"));
         System.out.println("KgNeo4j: Bolt on 127.0.0.1:" + bolt);
