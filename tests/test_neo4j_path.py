@@ -8,6 +8,8 @@ the k3s bundle is compared with what FalkorDB builds from the same records.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +21,7 @@ from neo4j.exceptions import ConstraintError
 from pydantic import ValidationError
 
 from kgcelery.cli import main
+from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port
 from kgcelery.errors import GraphConfigurationError, GraphUnavailableError
 from kgcelery.graph import GraphStore, open_store
@@ -213,3 +216,22 @@ def test_workers_creating_the_schema_at_once_all_succeed(neo4j: Neo4jStore) -> N
             list(pool.map(make_schema, range(8)))
     found = {row[0] for row in neo4j.run("race-client", "SHOW INDEXES YIELD name RETURN name")}
     assert set(names) <= found
+
+
+def test_a_worker_with_database_tenancy_on_community_stops_at_start(
+        jvm_stack: Settings, tmp_path: Path) -> None:
+    settings = jvm_stack.model_copy(update={"graph_tenancy": "database"})
+    worker = ManagedProcess(
+        "worker-database-tenancy",
+        [sys.executable, "-m", "celery", "-A", "kgcelery.app", "worker", "-Q", "client.x-y-z",
+         "--concurrency", "1", "--without-mingle", "--without-gossip"],
+        run_dir=tmp_path / "run", log_dir=tmp_path / "logs", env=settings.child_env())
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while worker.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker.returncode() == 2, worker.tail()
+        assert "needs Neo4j Enterprise or Aura" in worker.tail(50)
+    finally:
+        worker.stop()
