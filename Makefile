@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint bench soak clean down chromium broker-contract broker-contract-oldest tools lock
+.PHONY: install up up-jvm test lint bench soak clean down chromium broker-contract broker-contract-oldest tools lock jvm kcat
 
 install: $(STAMP)
 
@@ -33,7 +33,28 @@ up: install
 down: install
 	$(BIN)/kgcelery down
 
-test: install chromium broker-contract tools
+# The whole system on what production runs: Apache Kafka + Redis + Neo4j Community.
+up-jvm: install jvm
+	$(BIN)/kgcelery up --stack kafka-neo4j
+
+# The JVM tier (tests marked jvm: the kafka-neo4j stack, Apache Kafka and Neo4j from Maven
+# Central) needs Java 17+ and Maven; this resolves its jars (~190 MB, once, into
+# ~/.cache/kgcelery/jvm) before the tests, or says loudly why the tier will be skipped.
+# KGCELERY_REQUIRE_JVM=1 (.ci/run) makes that a failure.
+jvm: install
+	@if $(BIN)/python -m kgcelery.embedded.maven; then :; \
+	elif [ "$$KGCELERY_REQUIRE_JVM" = 1 ]; then \
+	  echo "KGCELERY_REQUIRE_JVM=1: the JVM tier must run"; exit 1; \
+	else \
+	  echo "!!!!!! THE JVM TIER (Apache Kafka + Neo4j tests) WILL BE SKIPPED: see above !!!!!!"; \
+	fi
+
+# Debian's kcat (librdkafka's CLI, what the agents' chart runs) for tests/test_kcat_agents.py.
+kcat:
+	@command -v kcat >/dev/null || { apt-get update -qq && apt-get install -y -qq kcat; } \
+	  || echo "!!!!!! no kcat (apt-get install kcat): its test will be skipped !!!!!!"
+
+test: install chromium broker-contract tools jvm kcat
 	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from kgcelery.demo.cluster import SimulatedCluster
 from kgcelery.embedded.stack import free_port
@@ -21,7 +21,7 @@ KINDS = tuple(MIX)
 def bench_settings(state: Path, **overrides: object) -> Settings:
     return Settings(state_dir=state, embedded_kafka_port=free_port(),
                     embedded_broker_port=free_port(), embedded_graph_port=free_port(),
-                    dlq_guard_ratio=1.0, **overrides)  # type: ignore[arg-type]
+                    embedded_neo4j_port=free_port(), dlq_guard_ratio=1.0, **overrides)  # type: ignore[arg-type]
 
 
 def sample_records(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
@@ -61,6 +61,10 @@ def produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
             producer.poll(0.05)
 
 
+_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE}
+
+
 def committed(settings: Settings, topics: list[str]) -> int:
     """Records of ``topics`` the bridge group has committed (dense offsets from 0).
 
@@ -71,6 +75,12 @@ def committed(settings: Settings, topics: list[str]) -> int:
     try:
         parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
         return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    except KafkaException as exc:
+        # Apache Kafka answers NOT_COORDINATOR while the group's coordinator loads.
+        error = exc.args[0] if exc.args else None
+        if error is not None and (error.retriable() or error.code() in _COORDINATOR_MOVING):
+            return 0
+        raise
     finally:
         consumer.close()
 

@@ -1,6 +1,8 @@
-"""End to end: Kafka → bridge → per-client Celery workers → FalkorDB, against baselines.
+"""End to end: Kafka → bridge → per-client Celery workers → graph, against baselines.
 
-Starts its own embedded stack and processes, produces realistic mixed telemetry (the
+Runs on both stacks in one run, on the same records: Tansu + FalkorDB (the pip-only
+stack) and, where Java and Maven are, Apache Kafka + Neo4j Community (kafka-neo4j).
+Starts its own stack and processes, produces realistic mixed telemetry (the
 demo simulator's events, logs, resources and alerts) for five clients, one ten times
 louder than the others, and measures until every record is in its graph (committed
 by the bridge, no task queued or in flight):
@@ -13,9 +15,11 @@ and, in the same run and on the same records, two baselines: a direct sink (one
 process consuming Kafka and writing batches straight into the graph, no Celery) and
 the naive design (one Celery task per Kafka record, one graph query per record).
 
-    python bench/e2e.py [--records 60000] [--rate 2000] [--seconds 30]
+    python bench/e2e.py [--records 60000] [--rate 2000] [--seconds 30] [--stacks ...]
 
 Ends with: e2e: <records/s> records/s, <x>x direct sink, <y>x naive, p99 <seconds> s
+and e2e-jvm: <records/s> records/s, <x>x direct sink, p99 <seconds> s (the naive
+baseline runs on the pip-only stack only).
 """
 
 from __future__ import annotations
@@ -47,8 +51,8 @@ from kgcelery import latency
 from kgcelery.broker.redis_broker import work_of
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import worker_argv
+from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess
-from kgcelery.embedded.stack import EmbeddedStack
 from kgcelery.graph import open_store
 from kgcelery.kafka import consumer_config, ensure_topics
 from kgcelery.settings import Settings
@@ -211,11 +215,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="steady phase length")
     parser.add_argument("--naive-records", type=int, default=3000)
     parser.add_argument("--loud-workers", type=int, default=2)
+    parser.add_argument("--stacks", nargs="+", default=["tansu-falkordb", "kafka-neo4j"],
+                        choices=["tansu-falkordb", "kafka-neo4j"])
     args = parser.parse_args()
+    lines = []
+    for stack_name in args.stacks:
+        if stack_name == "kafka-neo4j":
+            from kgcelery.embedded.maven import jvm_available
+
+            why_not = jvm_available(Settings())
+            if why_not:
+                lines.append(f"e2e-jvm: not measured: {why_not.splitlines()[0]}")
+                continue
+        print(f"=== stack {stack_name}", flush=True)
+        lines.append(run(stack_name, args))
+    print()
+    print("\n".join(lines))
+
+
+def run(stack_name: str, args: argparse.Namespace) -> str:
+    """The whole measurement on one stack; its closing line."""
+    jvm = stack_name == "kafka-neo4j"
     with tempfile.TemporaryDirectory(prefix="kgcelery-e2e-") as tmp:
         state = Path(tmp)
-        settings = bench_settings(state)
-        with EmbeddedStack(settings) as stack:
+        settings = bench_settings(state, stack=stack_name)
+        with open_stack(settings) as stack:
             broker = redis.Redis.from_url(settings.broker_url)
             registry = Registry(broker)
             for client in CLIENTS:
@@ -257,11 +281,12 @@ def main() -> None:
             direct = phase("baseline: direct sink",
                            lambda: direct_sink(settings.model_copy(update={
                                "graph_uri": settings.graph_uri}), topics, args.records))
-            naive_rate = phase("baseline: one task per record",
-                               lambda: naive(settings, state, pool, args.naive_records, broker))
+            naive_rate = float("nan") if jvm else phase(
+                "baseline: one task per record",
+                lambda: naive(settings, state, pool, args.naive_records, broker))
     keyed, repeated = wire_bytes(pool)
-    _report(throughput, direct, naive_rate, steady_all, steady_quiet, flood_quiet, flood_loud,
-            memory, keyed, repeated, args)
+    return _report(stack_name, throughput, direct, naive_rate, steady_all, steady_quiet,
+                   flood_quiet, flood_loud, memory, keyed, repeated, args)
 
 
 def _flood(settings: Settings, pool: list[tuple[str, bytes]], args: argparse.Namespace,
@@ -278,8 +303,8 @@ def _flood(settings: Settings, pool: list[tuple[str, bytes]], args: argparse.Nam
     loud.join()
 
 
-def _report(throughput: float, direct: float, naive_rate: float, *latencies_and_more: Any
-            ) -> None:
+def _report(stack_name: str, throughput: float, direct: float, naive_rate: float,
+            *latencies_and_more: Any) -> str:
     steady_all, steady_quiet, flood_quiet, flood_loud, memory, keyed, repeated, args = (
         latencies_and_more)
 
@@ -287,7 +312,7 @@ def _report(throughput: float, direct: float, naive_rate: float, *latencies_and_
         return " / ".join(f"{values.get(q, float('nan')):.2f}" for q in (50, 95, 99))
 
     print()
-    print(f"{'':<44}{'records/s':>12}{'ratio':>8}")
+    print(f"{stack_name:<44}{'records/s':>12}{'ratio':>8}")
     print(f"{'e2e pipeline (bridge + Celery workers)':<44}{throughput:>12,.0f}{1:>8.2f}")
     print(f"{'direct sink (1 process, no Celery)':<44}{direct:>12,.0f}"
           f"{throughput / direct:>8.2f}")
@@ -302,8 +327,15 @@ def _report(throughput: float, direct: float, naive_rate: float, *latencies_and_
           f"every payload {repeated:.0f} ({(repeated - keyed) / repeated:.1%} saved)")
     print(json.dumps({"throughput": throughput, "direct": direct, "naive": naive_rate,
                       "p99_steady": steady_all.get(99), "p99_quiet_flood": flood_quiet.get(99)}))
-    print(f"e2e: {throughput:,.0f} records/s, {throughput / direct:.2f}x direct sink, "
-          f"{throughput / naive_rate:.0f}x naive, p99 {steady_all.get(99, float('nan')):.2f} s")
+    p99 = steady_all.get(99, float("nan"))
+    if stack_name == "kafka-neo4j":
+        line = (f"e2e-jvm: {throughput:,.0f} records/s, {throughput / direct:.2f}x direct sink, "
+                f"p99 {p99:.2f} s")
+    else:
+        line = (f"e2e: {throughput:,.0f} records/s, {throughput / direct:.2f}x direct sink, "
+                f"{throughput / naive_rate:.0f}x naive, p99 {p99:.2f} s")
+    print(line, flush=True)
+    return line
 
 
 if __name__ == "__main__":

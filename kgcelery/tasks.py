@@ -39,13 +39,18 @@ from typing import Any
 
 import orjson
 import redis
-from celery import Task
+from celery import Task, signals
 
 from kgcelery import latency
 from kgcelery.app import app, settings
 from kgcelery.clients import validate_client_id
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
-from kgcelery.errors import GraphUnavailableError, InvalidClientIdError, RejectedRecordError
+from kgcelery.errors import (
+    GraphConfigurationError,
+    GraphUnavailableError,
+    InvalidClientIdError,
+    RejectedRecordError,
+)
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.graph.writer import write_alerts, write_logs, write_signals
 from kgcelery.graph.writer_state import write_resources, write_targets, write_topology
@@ -196,6 +201,20 @@ def store() -> GraphStore:
     if _store is None:
         _store = open_store(settings)
     return _store
+
+
+@signals.worker_init.connect
+def _refuse_an_unworkable_graph(**_: Any) -> None:
+    """A graph configuration that cannot work (tenancy ``database`` on Neo4j Community)
+    stops the worker at start with exit code 2, instead of dead-lettering every batch.
+    Only that: a graph that is merely down now is the tasks' retries' business."""
+    try:
+        open_store(settings).close()  # in the main process: the pool opens its own
+    except GraphConfigurationError as exc:
+        log.critical("%s", exc)
+        raise SystemExit(2) from exc
+    except Exception as exc:  # noqa: BLE001 - unreachable now; the tasks will retry
+        log.warning("graph not checked at start (%s: %s)", type(exc).__name__, exc)
 
 
 _latency_redis: redis.Redis | None = None

@@ -25,8 +25,8 @@ from kgcelery.cliutil import stop_on_signals
 from kgcelery.control.reconciler import Reconciler, reconcile_until
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
+from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess, restart_dead
-from kgcelery.embedded.stack import EmbeddedStack
 from kgcelery.errors import BrokerUnavailableError, GraphUnavailableError
 from kgcelery.graph import GraphStore, open_store, queries
 from kgcelery.model.objects import EVENT, RESOURCE
@@ -103,14 +103,24 @@ def _p99(registry: Registry, client_id: str) -> str:
 
 def _banner(settings: Settings, state_dir: Path, flower: bool) -> None:
     graph_port = settings.embedded_graph_port
-    lines = [
-        f"kgcelery is up (state and logs under {state_dir})",
-        f"  Kafka (Tansu)      {settings.kafka_bootstrap_servers}",
-        f"  Celery broker      {settings.broker_url}",
-        f"  Graph (FalkorDB)   {settings.graph_uri}   one graph per client, e.g.",
-        f"                     kgcelery graph stats <client>   or   redis-cli -p {graph_port} "
-        "GRAPH.QUERY <client> \"MATCH (e:Event) RETURN e.reason, count(*)\"",
-    ]
+    lines = [f"kgcelery is up on the {settings.stack} stack (state and logs under {state_dir})"]
+    if settings.stack == "kafka-neo4j":
+        lines += [
+            f"  Kafka (Apache)     {settings.kafka_bootstrap_servers}",
+            f"  Celery broker      {settings.broker_url}",
+            f"  Graph (Neo4j)      {settings.graph_uri}   Bolt, no auth; one database, "
+            "nodes keyed by client, e.g.",
+            "                     kgcelery graph stats <client>   or any Bolt client: "
+            "MATCH (e:Event {client: '<client>'}) RETURN e.reason, count(*)",
+        ]
+    else:
+        lines += [
+            f"  Kafka (Tansu)      {settings.kafka_bootstrap_servers}",
+            f"  Celery broker      {settings.broker_url}",
+            f"  Graph (FalkorDB)   {settings.graph_uri}   one graph per client, e.g.",
+            f"                     kgcelery graph stats <client>   or   redis-cli -p {graph_port} "
+            "GRAPH.QUERY <client> \"MATCH (e:Event) RETURN e.reason, count(*)\"",
+        ]
     if flower:
         lines.append(f"  Flower             http://127.0.0.1:{settings.flower_port}")
     if settings.control_metrics_port:
@@ -127,8 +137,8 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
     """Start it all, supervise, print status; stop it all on Ctrl-C or SIGTERM."""
     stop = stop_on_signals()
     state_dir = Path(settings.state_dir).resolve()
-    click.echo(f"starting the embedded stack in {state_dir} ...")
-    stack = EmbeddedStack(settings)
+    click.echo(f"starting the {settings.stack} stack in {state_dir} ...")
+    stack = open_stack(settings)
     processes = Processes(settings, state_dir)
     scaler = LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
     registry = Registry.from_url(settings.registry_url)

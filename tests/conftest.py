@@ -1,7 +1,9 @@
 """Session fixtures: one real embedded stack per test session, processes per test.
 
 Tests isolate themselves by their own client ids, topics and consumer groups, so one
-Tansu, one broker Redis and one FalkorDB serve the whole session.
+Tansu, one broker Redis and one FalkorDB serve the whole session. Modules marked
+``both_stacks`` run again on the kafka-neo4j stack (Apache Kafka, Redis, Neo4j; the JVM
+tier, marked ``jvm``), started once per session too when a test needs it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis
@@ -18,6 +21,8 @@ from hypothesis import settings as hypothesis_settings
 
 from kgcelery.app import create_app
 from kgcelery.control.registry import Registry
+from kgcelery.embedded.jvm_stack import JvmStack
+from kgcelery.embedded.maven import jvm_available
 from kgcelery.embedded.stack import EmbeddedStack, free_port
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.kafka import ensure_topics
@@ -37,16 +42,20 @@ hypothesis_settings.register_profile("thorough", max_examples=2000, print_blob=T
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-@pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings of the session's embedded stack (started here, stopped at the end)."""
-    state = tmp_path_factory.mktemp("stack")
-    settings = Settings(
+def _session_settings(state: Path, **values: Any) -> Settings:
+    return Settings(
         state_dir=state, embedded_kafka_port=free_port(), embedded_broker_port=free_port(),
-        embedded_graph_port=free_port(), topic_partitions=2,
+        embedded_graph_port=free_port(), embedded_neo4j_port=free_port(), topic_partitions=2,
         visibility_timeout_s=30, task_time_limit_s=20, registry_refresh_s=0.2,
-        batch_max_wait_s=0.05,
+        batch_max_wait_s=0.05, **values,
     )
+
+
+@pytest.fixture(scope="session")
+def tansu_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of the session's pip-only stack (Tansu, Redis, FalkorDB), started here."""
+    state = tmp_path_factory.mktemp("stack")
+    settings = _session_settings(state)
     stack = EmbeddedStack(settings)
     stack.start()
     try:
@@ -54,6 +63,84 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     finally:
         stack.stop()
         print(f"\nembedded stack state and logs: {state}")
+
+
+#: Why the JVM tier did not run in this session, for the closing summary.
+_jvm_skipped: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def jvm_ready() -> None:
+    """The JVM tier can run here (Java, Maven, the jars); else skipped, loudly (a failure
+    with KGCELERY_REQUIRE_JVM=1, as in CI)."""
+    why_not = jvm_available(Settings())
+    if why_not:
+        if os.environ.get("KGCELERY_REQUIRE_JVM") == "1":
+            pytest.fail(f"KGCELERY_REQUIRE_JVM=1 but the JVM tier cannot run: {why_not}")
+        _jvm_skipped.append(why_not)
+        pytest.skip(f"JVM tier skipped: {why_not.splitlines()[0]}")
+
+
+@pytest.fixture(scope="session")
+def jvm_stack(jvm_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of the session's kafka-neo4j stack (Apache Kafka, Redis, Neo4j Community),
+    started here (see ``jvm_ready``)."""
+    state = tmp_path_factory.mktemp("jvm-stack")
+    settings = _session_settings(state, stack="kafka-neo4j")
+    stack = JvmStack(settings)
+    stack.start()
+    try:
+        yield settings
+    finally:
+        stack.stop()
+        print(f"\nkafka-neo4j stack state and logs: {state}")
+
+
+STACKS = ("tansu-falkordb", "kafka-neo4j")
+
+
+@pytest.fixture(scope="module")
+def stack_name(request: pytest.FixtureRequest) -> str:
+    """The stack of this module's tests: ``tansu-falkordb`` unless marked ``both_stacks``."""
+    return str(getattr(request, "param", "tansu-falkordb"))
+
+
+@pytest.fixture(scope="module")
+def stack_settings(stack_name: str, request: pytest.FixtureRequest) -> Settings:
+    """Settings of the stack this module's tests run on (both: ``both_stacks`` marker)."""
+    return cast(Settings, request.getfixturevalue(
+        "jvm_stack" if stack_name == "kafka-neo4j" else "tansu_stack"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "jvm: runs on the kafka-neo4j stack (Java and Maven)")
+    config.addinivalue_line(
+        "markers", "both_stacks: run on tansu-falkordb and on kafka-neo4j (stack_settings)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "stack_name" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+            "both_stacks"):
+        metafunc.parametrize(
+            "stack_name", [STACKS[0], pytest.param(STACKS[1], marks=pytest.mark.jvm)],
+            indirect=True, scope="module")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"jvm_stack", "jvm_ready"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.jvm)
+        # The first JVM test also starts two JVMs (~25-60 s on a loaded 2-core machine).
+        if item.get_closest_marker("jvm") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(300))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _jvm_skipped:
+        terminalreporter.write_sep("!", "JVM TIER SKIPPED (Apache Kafka + Neo4j tests did not run)",
+                                   red=True, bold=True)
+        terminalreporter.write_line(_jvm_skipped[0])
+        terminalreporter.write_line("CI sets KGCELERY_REQUIRE_JVM=1, where this is a failure.")
 
 
 @pytest.fixture

@@ -98,7 +98,8 @@ def consumers(app: Celery, client_id: str, timeout: float = 1.0) -> list[str]:
 
 def event_count(graph: GraphStore, client_id: str) -> int:
     try:
-        return int(graph.run(client_id, "MATCH (e:Event) RETURN count(e)")[0][0])
+        own = " {client: $client}" if graph.client_key else ""
+        return int(graph.run(client_id, f"MATCH (e:Event{own}) RETURN count(e)")[0][0])
     except Exception:  # noqa: BLE001 - the graph does not exist yet
         return 0
 

@@ -44,6 +44,12 @@ def dump(store: GraphStore, client: str) -> Dump:
     )
 
 
+def mine(store: GraphStore) -> str:
+    """The pattern that keeps a node pattern to the client's own nodes: ``(p:Pod{mine})``
+    (empty where each client has a graph of its own)."""
+    return " {client: $client}" if store.client_key else ""
+
+
 def props_of(store: GraphStore, client: str, oid: str) -> dict[str, Any]:
     where = "{client: $client, id: $id}" if store.client_key else "{id: $id}"
     rows = store.run(client, f"MATCH (n:Resource {where}) RETURN properties(n)", {"id": oid})

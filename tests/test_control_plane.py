@@ -67,6 +67,7 @@ def _backlog(reg: Registry, client: str) -> int:
     return work_of(reg.redis, [client], default_records_per_task=1)[client].backlog
 
 
+@pytest.mark.both_stacks
 def test_lifecycle_stale_drains_then_retires_and_comes_back(
         settings: Settings, processes: Processes, app: Celery, reg: Registry,
         graph: GraphStore, client_ids: list[str]) -> None:

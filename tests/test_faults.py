@@ -64,7 +64,8 @@ def services(stack_settings: Settings,
 def settings(test_settings: Settings, services: DedicatedServices) -> Settings:
     """The test's topics and group on the session's Tansu; broker and graph of our own."""
     services.start()
-    return services.settings_for(test_settings, **FAULT_SETTINGS)
+    # The dedicated graph is a FalkorDB on either stack; Kafka is the stack's.
+    return services.settings_for(test_settings, graph_backend="falkordb", **FAULT_SETTINGS)
 
 
 @pytest.fixture
@@ -128,6 +129,7 @@ def test_worker_kill_9_mid_batch_repeatedly(
     assert_exactly_once(result)
 
 
+@pytest.mark.both_stacks  # the bridge's consumer group on Tansu and on Apache Kafka
 def test_bridge_kill_9_midstream_then_restart(
         settings: Settings, processes: Processes, broker: redis.Redis, graph: GraphStore,
         client_ids: list[str]) -> None:

@@ -21,7 +21,7 @@ from kgcelery.settings import Settings
 from kgcelery.tasks import ALERTS, EVENTS, LOGS, RESOURCES, TARGETS, TOPOLOGY, Kind, batch_id
 from tests.graph_helpers import difference, dump, pod
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stacks]
 
 TIMES = [f"2026-01-12T15:0{minute}:00Z" for minute in range(1, 7)]
 PODS, NODES = ["p0", "p1", "p2"], ["n0", "n1"]

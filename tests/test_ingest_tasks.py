@@ -12,11 +12,12 @@ from kgcelery.deadletter import headers_of
 from kgcelery.embedded.stack import free_port
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
-from tests.graph_helpers import count, dump, edges_of, pod, props_of
+from tests.graph_helpers import count, dump, edges_of, mine, pod, props_of
 from tests.helpers import read_topic
 from tests.ingest_helpers import ingest_worker, send, wait_stable
 
-pytestmark = pytest.mark.integration
+# Also on the kafka-neo4j stack: Neo4j Community keeps every client in one database.
+pytestmark = [pytest.mark.integration, pytest.mark.both_stacks]
 
 T1, T2 = "2026-01-12T15:01:00Z", "2026-01-12T15:02:00Z"
 EVENT: dict[str, Any] = {
@@ -51,7 +52,8 @@ def test_unusable_records_are_dead_lettered_and_the_rest_written(
 def test_a_graph_that_stays_down_dead_letters_the_batch_as_retries_exhausted(
         stack_settings: Settings, tmp_path: Path, client_ids: list[str]) -> None:
     client = client_ids[0]
-    nowhere = f"redis://127.0.0.1:{free_port()}"
+    scheme = "bolt" if stack_settings.graph_backend == "neo4j" else "redis"
+    nowhere = f"{scheme}://127.0.0.1:{free_port()}"
     with ingest_worker(stack_settings, tmp_path, [client], graph_uri=nowhere,
                        task_max_retries=2, task_retry_backoff_s=0.1,
                        task_retry_backoff_max_s=0.2) as (settings, app):
@@ -72,12 +74,13 @@ def test_resource_tombstones_delete_what_their_key_names(
     client = client_ids[0]
     with ingest_worker(stack_settings, tmp_path, [client]) as (_, app):
         send(app, "resource", client, [pod("web-1", T1), pod("web-2", T1), pod("web-3", T1)])
-        wait_stable(graph, client, "MATCH (p:Pod) RETURN count(p)", lambda n: n == 3,
+        wait_stable(graph, client, f"MATCH (p:Pod{mine(graph)}) RETURN count(p)", lambda n: n == 3,
                     what="three pods")
         send(app, "resource", client, [None, None], [["state.k8s.resource", 0, 9, "pod::uid-web-1"],
                                                      ["state.k8s.resource", 1, 3,
                                                       "Pod/shop/web-2"]])
-        wait_stable(graph, client, "MATCH (p:Pod) WHERE p.gone = true RETURN count(p)",
+        wait_stable(graph, client,
+                    f"MATCH (p:Pod{mine(graph)}) WHERE p.gone = true RETURN count(p)",
                     lambda n: n == 2, what="two pods gone")
     assert props_of(graph, client, "Pod/shop/web-3")["gone"] is False
     assert props_of(graph, client, "Pod/shop/web-1")["del_by"] == "tombstone"
@@ -102,11 +105,12 @@ def test_two_clients_with_colliding_names_and_uids_get_two_graphs(
         send(app, "alert", a, [{"labels": {"alertname": "PodDown", "namespace": "shop",
                                            "pod": "web-1"}, "startsAt": T1}])
         for client in (a, b):
-            wait_stable(graph, client, "MATCH (c:Container) RETURN sum(c.log_lines)",
+            wait_stable(graph, client, f"MATCH (c:Container{mine(graph)}) RETURN sum(c.log_lines)",
                         lambda n: n == 1, what=f"{client}'s log line")
-        wait_stable(graph, a, "MATCH (x:Alert) RETURN count(x)", lambda n: n == 1,
+        wait_stable(graph, a, f"MATCH (x:Alert{mine(graph)}) RETURN count(x)", lambda n: n == 1,
                     what="a's alert")
-        wait_stable(graph, a, "MATCH (p:Pod {id: 'Pod/shop/web-1'}) RETURN p.gone",
+        wait_stable(graph, a, f"MATCH (p:Pod{mine(graph)}) WHERE p.id = 'Pod/shop/web-1' "
+                                  "RETURN p.gone",
                     lambda gone: gone is True, what="a's pod gone")
     assert (count(graph, a, "Event"), count(graph, b, "Event")) == (1, 0)
     assert (count(graph, a, "Alert"), count(graph, b, "Alert")) == (1, 0)
@@ -116,5 +120,5 @@ def test_two_clients_with_colliding_names_and_uids_get_two_graphs(
     # Each graph holds its own copy of the colliding objects, and nothing of the other.
     for client in (a, b):
         assert edges_of(graph, client, "SELECTS") == {("Service/shop/web", "Pod/shop/web-1")}
-        assert graph.run(client, "MATCH (lp:LogPattern) RETURN lp.count") == [[1]]
+        assert graph.run(client, f"MATCH (lp:LogPattern{mine(graph)}) RETURN lp.count") == [[1]]
     assert dump(graph, a) != dump(graph, b)

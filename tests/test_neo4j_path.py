@@ -1,33 +1,31 @@
-"""The Neo4j backend, driven for real through the neo4j driver's ``execute_query``.
+"""The Neo4j backend on a real Neo4j Community 5.26, started by the kafka-neo4j stack.
 
-The server is FalkorDB's Bolt endpoint (its module started with ``BOLT_PORT``), in a
-process of this module's own. What that endpoint cannot do decides what is tested
-here and what only as generated text (test_cypher.py), see docs/GRAPH.md: it ignores
-``database_`` (every database is one graph), refuses constraint and index DDL, loses
-writes made in explicit transactions, crashes on parameters over ~4 kB (so the store
-sends one row per statement here) and fails on string parameters holding an
-apostrophe (so records with one are left out, and counted).
+Community has one database: clients share it (tenancy ``property``), and tenancy
+``database`` is refused when the store is made. The graph the Neo4j path builds from
+the k3s bundle is compared with what FalkorDB builds from the same records.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
-import socket
+import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+from click.testing import CliRunner
+from neo4j.exceptions import ConstraintError
+from pydantic import ValidationError
 
-from kgcelery.embedded.binaries import falkordb_module, redis_server_binary
+from kgcelery.cli import main
 from kgcelery.embedded.process import ManagedProcess
-from kgcelery.embedded.stack import free_port, port_in_use
-from kgcelery.errors import GraphUnavailableError
-from kgcelery.graph import GraphStore
-from kgcelery.graph.neo4j_store import Neo4jStore
+from kgcelery.embedded.stack import free_port
+from kgcelery.errors import GraphConfigurationError, GraphUnavailableError
+from kgcelery.graph import GraphStore, open_store
+from kgcelery.graph.neo4j_store import Neo4jStore, schema_statements
 from kgcelery.graph.queries import stats, timeline
 from kgcelery.graph.writer import write_events, write_logs
 from kgcelery.graph.writer_state import write_resources
@@ -36,79 +34,17 @@ from kgcelery.normalize.logs import fold_logs, normalize_log
 from kgcelery.normalize.resources import normalize_resource
 from kgcelery.settings import Settings
 from tests import corpus_data
-from tests.graph_helpers import difference, dump, edges_of
+from tests.graph_helpers import count, difference, dump, edges_of
 
-pytestmark = pytest.mark.integration
-
-
-def free_bolt_port() -> int:
-    """A free port below 32768: FalkorDB ignores a larger BOLT_PORT, silently (4.16)."""
-    for _ in range(200):
-        port = random.randint(20_000, 32_000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 32768 for FalkorDB's Bolt endpoint")
+pytestmark = [pytest.mark.integration, pytest.mark.jvm]
 
 
 @pytest.fixture(scope="module")
-def bolt_port(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[int]:
-    """A FalkorDB of this module's own, with its Bolt endpoint open."""
-    state = tmp_path_factory.mktemp("bolt-falkordb")
-    port, bolt = free_port(), free_bolt_port()
-    process = ManagedProcess(
-        "bolt-falkordb",
-        [str(redis_server_binary(stack_settings)), "--port", str(port), "--bind", "127.0.0.1",
-         "--dir", str(state), "--save", "", "--appendonly", "no",
-         "--loadmodule", str(falkordb_module(stack_settings)), "BOLT_PORT", str(bolt)],
-        run_dir=state / "run", log_dir=state / "logs")
-    process.start()
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-        process.wait_until(lambda: bool(client.ping()) and port_in_use(bolt), timeout=30,
-                           what="answering on Bolt")
-        client.close()
-        yield bolt
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def neo4j(bolt_port: int) -> Iterator[Neo4jStore]:
-    # One store (one connection pool) for the module: the endpoint mishandles a new
-    # connection after another one closed.
-    store = Neo4jStore(f"bolt://127.0.0.1:{bolt_port}", user="neo4j", password="",
-                       tenancy="property", database="kgcelery", manage_schema=False,
-                       batch_rows=1)
+def neo4j(jvm_stack: Settings) -> Iterator[Neo4jStore]:
+    store = open_store(jvm_stack)
+    assert isinstance(store, Neo4jStore)
     yield store
     store.close()
-
-
-def _bolt_safe(records: list[Any]) -> list[Any]:
-    return [r for r in records if "'" not in json.dumps(r)]
-
-
-@pytest.fixture(scope="module")
-def k3s(corpus: Path) -> corpus_data.Bundle:
-    """The k3s bundle's ``default`` namespace (one row per statement is slow on Bolt)."""
-    bundle = corpus_data.k3s(corpus)
-
-    def in_default(record: Any) -> bool:
-        meta = record.get("metadata", {}) if isinstance(record, dict) else {}
-        return meta.get("namespace") in ("default", None)
-
-    safe = corpus_data.Bundle(
-        events=_bolt_safe([e for e in bundle.events if in_default(e)]),
-        resources=_bolt_safe([r for r in bundle.resources if in_default(r)]),
-        logs=_bolt_safe(bundle.logs))
-    # The endpoint's limits cost a few records, not the bundle.
-    assert len(safe.events) == 56 and len(safe.resources) >= 20
-    assert len(safe.logs) >= len(bundle.logs) - 2  # "nc: bad address '...'", twice
-    return safe
 
 
 def write(store: GraphStore, client: str, bundle: corpus_data.Bundle) -> None:
@@ -120,26 +56,36 @@ def write(store: GraphStore, client: str, bundle: corpus_data.Bundle) -> None:
 
 
 @pytest.fixture(scope="module")
-def clients(neo4j: Neo4jStore, stack_settings: Settings, k3s: corpus_data.Bundle
-            ) -> Iterator[tuple[str, str]]:
-    """Two clients of the shared database: one with the bundle, one with only its
-    objects (same names, same uids); the first is also written to FalkorDB natively."""
-    from kgcelery.graph import open_store
+def k3s(corpus: Path) -> corpus_data.Bundle:
+    return corpus_data.k3s(corpus)
 
+
+@pytest.fixture(scope="module")
+def clients(neo4j: Neo4jStore, tansu_stack: Settings, k3s: corpus_data.Bundle
+            ) -> Iterator[tuple[str, str]]:
+    """Two clients of the shared database: one with the whole bundle, one with only its
+    objects (same names, same uids); the first is also written to FalkorDB natively."""
     a, b = f"neo-a-{os.getpid()}", f"neo-b-{os.getpid()}"
     write(neo4j, a, k3s)
     write(neo4j, b, corpus_data.Bundle(resources=k3s.resources))
-    falkordb = open_store(stack_settings)
+    falkordb = open_store(tansu_stack)
     write(falkordb, a, k3s)
     falkordb.close()
     yield a, b
 
 
 def test_the_neo4j_path_builds_the_same_graph_as_falkordb(
-        neo4j: Neo4jStore, graph: GraphStore, clients: tuple[str, str]) -> None:
+        neo4j: Neo4jStore, tansu_stack: Settings, clients: tuple[str, str],
+        k3s: corpus_data.Bundle) -> None:
     client = clients[0]
-    one, other = dump(neo4j, client), dump(graph, client)
+    falkordb = open_store(tansu_stack)
+    try:
+        one, other = dump(neo4j, client), dump(falkordb, client)
+    finally:
+        falkordb.close()
     assert one == other, difference(one, other)
+    # The whole bundle, records with apostrophes and large parameters included.
+    assert count(neo4j, client, "Event") == len({e["metadata"]["uid"] for e in k3s.events})
     assert edges_of(neo4j, client, "SELECTS") >= {
         ("Service/default/backend-api-service", "Pod/default/backend-api-75fb46b7bd-xtkrh")}
 
@@ -154,34 +100,89 @@ def test_the_read_side_works_on_the_neo4j_path(neo4j: Neo4jStore,
     assert any(e["what"] == "log" for e in result["timeline"])
 
 
-def test_database_tenancy_runs_its_queries_in_the_clients_database(
-        bolt_port: int, client_ids: list[str]) -> None:
-    store = Neo4jStore(f"bolt://127.0.0.1:{bolt_port}", user="neo4j", password="",
-                       tenancy="database", manage_schema=False, batch_rows=1)
-    try:
-        assert not store.client_key and store.database_of(client_ids[0]) == client_ids[0]
-        event = {"metadata": {"uid": f"ev-{client_ids[0]}", "namespace": "a"}, "reason": "X",
-                 "involvedObject": {"kind": "Pod", "namespace": "a", "name": "p"}}
-        write_events(store, client_ids[0], normalize_event(event))
-        # XXX: the endpoint keeps every database in one graph; a real Neo4j would not.
-        assert store.run(client_ids[0], "MATCH (e:Event {id: $id}) RETURN count(e)",
-                         {"id": f"ev-{client_ids[0]}"}) == [[1]]
-    finally:
-        store.close()
-
-
 def test_clients_share_one_database_but_never_a_node(neo4j: Neo4jStore,
                                                      clients: tuple[str, str]) -> None:
     a, b = clients
     graph_a, graph_b = dump(neo4j, a), dump(neo4j, b)
     assert graph_a != graph_b
-    assert stats(neo4j, a)["nodes"]["Event"] == 56 and "Event" not in stats(neo4j, b)["nodes"]
+    assert stats(neo4j, a)["nodes"]["Event"] > 0 and "Event" not in stats(neo4j, b)["nodes"]
     assert edges_of(neo4j, a, "SELECTS") == edges_of(neo4j, b, "SELECTS")
     # Every node of each client carries its client; edges never cross.
     [[crossing]] = neo4j.run(a, "MATCH (x)-[]->(y) WHERE x.client <> y.client RETURN count(*)")
     assert crossing == 0
+    [[unkeyed]] = neo4j.run(a, "MATCH (n) WHERE n.client IS NULL RETURN count(n)")
+    assert unkeyed == 0
     neo4j.drop(b)
     assert dump(neo4j, a) == graph_a and stats(neo4j, b)["nodes"] == {}
+
+
+def test_schema_management_creates_the_constraints_and_indexes_and_they_hold(
+        neo4j: Neo4jStore, clients: tuple[str, str]) -> None:
+    names = {row[0] for row in neo4j.run(clients[0], "SHOW CONSTRAINTS YIELD name RETURN name")}
+    names |= {row[0] for row in neo4j.run(clients[0], "SHOW INDEXES YIELD name RETURN name")}
+    wanted = {statement.split()[2] for statement in schema_statements("property")}
+    assert wanted <= names, wanted - names
+    # (client, id) is unique: a second node with the same key is refused by the server...
+    [[oid]] = neo4j.run(clients[0], "MATCH (e:Event {client: $client}) RETURN e.id LIMIT 1")
+    with pytest.raises(ConstraintError):
+        neo4j.run(clients[0], "CREATE (:Event {client: $client, id: $id})", {"id": oid})
+    # ...while the same id in another client's graph is that client's own node.
+    other = f"neo-c-{os.getpid()}"
+    neo4j.run(other, "CREATE (:Event {client: $client, id: $id})", {"id": oid})
+    neo4j.drop(other)
+
+
+def test_rows_travel_in_full_size_batches(neo4j: Neo4jStore, client_ids: list[str]) -> None:
+    statements: list[int] = []
+
+    class Counting(Neo4jStore):
+        def run(self, client_id: str, query: str,
+                params: dict[str, Any] | None = None) -> list[list[Any]]:
+            statements.append(len((params or {}).get("rows", ())))
+            return super().run(client_id, query, params)
+
+    store = Counting(neo4j.uri, user="neo4j", password="", tenancy="property")
+    client = client_ids[0]
+    events = [{"metadata": {"uid": f"ev-{i}", "namespace": "a"}, "reason": "X",
+               "message": "it's a message with an apostrophe and " + "x" * 2000,
+               "involvedObject": {"kind": "Pod", "namespace": "a", "name": f"p{i % 7}"}}
+              for i in range(1200)]
+    try:
+        write_events(store, client, [e for raw in events for e in normalize_event(raw)])
+        assert count(store, client, "Event") == 1200
+        assert max(statements) == store.batch_rows == 500
+    finally:
+        store.drop(client)
+        store.close()
+
+
+def test_database_tenancy_is_refused_on_community_when_the_store_is_made(
+        jvm_stack: Settings) -> None:
+    with pytest.raises(GraphConfigurationError, match="needs Neo4j Enterprise or Aura"):
+        open_store(jvm_stack.model_copy(update={"graph_tenancy": "database"}))
+
+
+def test_a_store_made_before_neo4j_is_up_checks_the_edition_before_its_first_write(
+        ) -> None:
+    store = Neo4jStore(f"bolt://127.0.0.1:{free_port()}", user="neo4j", password="",
+                       tenancy="database", attempts=1, driver_retry_s=0)
+    try:
+        assert store.edition is None  # not known yet, and no outage for that
+        with pytest.raises(GraphUnavailableError, match="unreachable"):
+            store.ensure_schema("some-client")
+    finally:
+        store.close()
+
+
+def test_a_non_bolt_address_for_neo4j_is_a_settings_error_not_an_outage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="not a Neo4j address"):
+        Settings(graph_backend="neo4j", graph_uri="redis://127.0.0.1:6379")
+    monkeypatch.setenv("KGCELERY_GRAPH_BACKEND", "neo4j")
+    monkeypatch.setenv("KGCELERY_GRAPH_URI", "http://127.0.0.1:7474")
+    result = CliRunner().invoke(main, ["graph", "stats", "some-client"])
+    assert result.exit_code == 2, result.output
+    assert "not a Neo4j address" in result.output
 
 
 def test_an_unreachable_server_is_transient_after_bounded_retries() -> None:
@@ -193,3 +194,44 @@ def test_an_unreachable_server_is_transient_after_bounded_retries() -> None:
         assert store.ping() is False
     finally:
         store.close()
+
+
+def test_workers_creating_the_schema_at_once_all_succeed(neo4j: Neo4jStore) -> None:
+    """Workers of several clients start together on a fresh Neo4j: ``IF NOT EXISTS``
+    alone lets the loser of a race fail ("equivalent schema rule already exists")."""
+
+    def make_schema(_: int) -> None:
+        store = Neo4jStore(neo4j.uri, user="neo4j", password="", tenancy="property")
+        try:
+            store.ensure_schema("race-client")
+        finally:
+            store.close()
+
+    names = [statement.split()[2] for statement in schema_statements("property")]
+    for _ in range(3):
+        for statement in schema_statements("property"):
+            kind = statement.split()[1]
+            neo4j._execute(f"DROP {kind} {statement.split()[2]} IF EXISTS", {}, neo4j.database)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(make_schema, range(8)))
+    found = {row[0] for row in neo4j.run("race-client", "SHOW INDEXES YIELD name RETURN name")}
+    assert set(names) <= found
+
+
+def test_a_worker_with_database_tenancy_on_community_stops_at_start(
+        jvm_stack: Settings, tmp_path: Path) -> None:
+    settings = jvm_stack.model_copy(update={"graph_tenancy": "database"})
+    worker = ManagedProcess(
+        "worker-database-tenancy",
+        [sys.executable, "-m", "celery", "-A", "kgcelery.app", "worker", "-Q", "client.x-y-z",
+         "--concurrency", "1", "--without-mingle", "--without-gossip"],
+        run_dir=tmp_path / "run", log_dir=tmp_path / "logs", env=settings.child_env())
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while worker.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker.returncode() == 2, worker.tail()
+        assert "needs Neo4j Enterprise or Aura" in worker.tail(50)
+    finally:
+        worker.stop()

@@ -51,18 +51,33 @@ class Service:
     port: int
     process: ManagedProcess
     ready_check: Callable[[], bool] = field(repr=False)
+    ready_timeout_s: float = READY_TIMEOUT_S
+    #: Runs before the process starts (formatting Kafka's storage).
+    prepare: Callable[[], None] | None = field(default=None, repr=False)
+    #: Names the port's setting in the error when the port is taken.
+    port_setting: str = ""
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the process without waiting for it (see :meth:`wait_ready`)."""
         self.process.check_stale()
         if port_in_use(self.port):
+            setting = self.port_setting or f"KGCELERY_EMBEDDED_{self.name.upper()}_PORT"
             raise StaleProcessError(
                 f"port {self.port} for {self.name} is already in use (another program, or "
                 f"a kgcelery run whose pid files are gone). Stop it, or choose another port "
-                f"with KGCELERY_EMBEDDED_{self.name.upper()}_PORT.")
+                f"with {setting}.")
+        if self.prepare is not None:
+            self.prepare()
         self.process.start()
-        self.process.wait_until(self.ready_check, timeout=READY_TIMEOUT_S,
+
+    def wait_ready(self) -> None:
+        self.process.wait_until(self.ready_check, timeout=self.ready_timeout_s,
                                 what=f"ready on port {self.port}")
         log.info("%s ready on 127.0.0.1:%d (pid %s)", self.name, self.port, self.process.pid)
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_ready()
 
     def stop(self) -> None:
         self.process.stop()
@@ -85,17 +100,14 @@ class EmbeddedStack:
     """Starts, checks and stops the embedded servers; a context manager.
 
     :param settings: ports, state directory and binaries.
-    :param graph_bolt_port: also open FalkorDB's Bolt endpoint (tests of the Neo4j path).
     :param create_topics: create every topic kgcelery uses once Tansu is up.
     """
 
-    def __init__(self, settings: Settings, *, graph_bolt_port: int | None = None,
-                 create_topics: bool = True) -> None:
+    def __init__(self, settings: Settings, *, create_topics: bool = True) -> None:
         self.settings = settings
         self.state_dir = Path(settings.state_dir).resolve()
         self.run_dir = self.state_dir / "run"
         self.log_dir = self.state_dir / "logs"
-        self.graph_bolt_port = graph_bolt_port
         self.create_topics = create_topics
         self.kafka = self._tansu()
         self.broker = self._redis("broker", settings.embedded_broker_port)
@@ -135,8 +147,6 @@ class EmbeddedStack:
             # (Redis's default waits for 64 MB) so that a restart stays quick.
             argv += ["--auto-aof-rewrite-min-size", "1mb",
                      "--loadmodule", str(falkordb_module(self.settings))]
-            if self.graph_bolt_port:
-                argv += ["BOLT_PORT", str(self.graph_bolt_port)]
 
         def ready() -> bool:
             return _redis_ready(port, "graph" if falkordb else None)
@@ -148,8 +158,11 @@ class EmbeddedStack:
         for service in self.services:
             service.process.check_stale()
         try:
+            # All at once, then wait for each: the JVM servers take seconds to start.
             for service in self.services:
-                service.start()
+                service.launch()
+            for service in self.services:
+                service.wait_ready()
             if self.create_topics:
                 created = ensure_topics(self.settings)
                 log.info("created %d topics", len(created))

@@ -1,18 +1,21 @@
-"""Neo4j 5 backend, through the official driver's ``execute_query``.
+"""Neo4j 5 backend, through the official driver's managed write transactions.
 
 Tenancy ``database`` (default; Enterprise and Aura): one database per client, named
 by its validated client id, created on first use with ``CREATE DATABASE $name IF NOT
-EXISTS WAIT`` (on ``system``), then given its constraints and indexes. Tenancy
-``property`` (Community Edition): one database for everyone, every node keyed by
-``(client, id)``; statements are built with ``cypher.SHARED_GRAPH`` and every one of
+EXISTS WAIT`` (on ``system``), then given its constraints and indexes. Community has
+one database only: the store refuses this tenancy there when it is made (or, if the
+server is not up yet, before its first write) with :class:`GraphConfigurationError`.
+Tenancy ``property`` (Community Edition): one database for everyone, every node keyed
+by ``(client, id)``; statements are built with ``cypher.SHARED_GRAPH`` and every one of
 them gets ``$client`` from :meth:`Neo4jStore.run`, so a query can only see its client.
 
-Transient failures (the driver's retryable errors: connection loss, leader changes,
-deadlocks) are retried here a few times with exponential backoff and jitter, then
-raised as :class:`GraphUnavailableError` so that the task retries later.
-
-XXX: verified against FalkorDB's Bolt endpoint only (see docs/GRAPH.md); the DDL is
-generated and unit-tested as text, never run against a real Neo4j here.
+Every statement runs in a managed write transaction (``session.execute_write``), which
+the driver retries itself on transient errors (deadlocks, leader changes, a lost
+connection) for up to ``driver_retry_s``; what still fails after that is retried here a
+few times with exponential backoff and jitter, then raised as
+:class:`GraphUnavailableError` so that the task retries later. Rows travel in full-size
+UNWIND batches (``batch_rows``, 500). Verified on Neo4j Community 5.26 started by the
+kafka-neo4j stack (tests/test_neo4j_path.py).
 """
 
 from __future__ import annotations
@@ -25,13 +28,19 @@ import neo4j
 from neo4j.exceptions import DriverError, Neo4jError, ServiceUnavailable, SessionExpired
 
 from kgcelery.clients import database_for, validate_client_id
-from kgcelery.errors import GraphUnavailableError
+from kgcelery.errors import GraphConfigurationError, GraphUnavailableError
 from kgcelery.graph import cypher
 from kgcelery.graph.base import GraphStore
 
 Tenancy = Literal["database", "property"]
 CREATE_DATABASE = "CREATE DATABASE $name IF NOT EXISTS WAIT"
 DROP_DATABASE = "DROP DATABASE $name IF EXISTS"
+EDITION = "CALL dbms.components() YIELD versions, edition RETURN versions[0], edition"
+AWAIT_INDEXES = "CALL db.awaitIndexes(300)"
+#: What ``IF NOT EXISTS`` still raises when two workers create the same rule at once.
+_SCHEMA_RACES = ("Neo.ClientError.Schema.EquivalentSchemaRuleAlreadyExists",
+                 "Neo.ClientError.Schema.ConstraintAlreadyExists",
+                 "Neo.ClientError.Schema.IndexAlreadyExists")
 
 
 def schema_statements(tenancy: Tenancy) -> list[str]:
@@ -59,19 +68,20 @@ class Neo4jStore(GraphStore):
     :param tenancy: ``database`` or ``property`` (see the module docstring).
     :param database: the shared database of tenancy ``property``.
     :param manage_schema: create databases, constraints and indexes on first use.
-    :param attempts: tries of one statement on transient errors before giving up.
-    :param batch_rows: rows per statement (FalkorDB's Bolt endpoint, used in tests,
-        crashes on parameters over ~4 kB: tests pass 1).
-    :param driver_retry_s: how long the driver itself retries a transient failure of
-        one statement before ours (``attempts``) take over.
+    :param attempts: tries of one statement, after the driver's own retries, before
+        giving up.
+    :param batch_rows: rows per UNWIND statement.
+    :param driver_retry_s: how long the driver retries a transient failure of one
+        transaction before ours (``attempts``) take over.
+    :raises GraphConfigurationError: tenancy ``database`` on a Community server.
     """
 
     def __init__(self, uri: str, *, user: str, password: str, tenancy: Tenancy = "database",
                  database: str = "neo4j", manage_schema: bool = True, attempts: int = 3,
                  backoff_s: float = 0.2, batch_rows: int = 500,
-                 driver_retry_s: float = 5.0) -> None:
+                 driver_retry_s: float = 15.0) -> None:
         if not uri.startswith(("bolt", "neo4j")):
-            raise GraphUnavailableError(
+            raise GraphConfigurationError(
                 f"KGCELERY_GRAPH_URI={uri!r} is not a Neo4j address; use bolt://host:7687 "
                 "or neo4j://host:7687 with KGCELERY_GRAPH_BACKEND=neo4j")
         self.uri = uri
@@ -83,23 +93,57 @@ class Neo4jStore(GraphStore):
         self.backoff_s = backoff_s
         self.batch_rows = batch_rows
         auth = (user, password) if password else None
-        # The driver retries managed transactions itself; keep that short, retry here.
+        # Notifications (hints such as "property key does not exist" on a new graph) would
+        # be logged as warnings for every statement.
         self._driver = neo4j.GraphDatabase.driver(uri, auth=auth,
-                                                  max_transaction_retry_time=driver_retry_s)
+                                                  max_transaction_retry_time=driver_retry_s,
+                                                  notifications_min_severity="OFF")
         self._schema_done: set[str] = set()
+        self.edition: str | None = None
+        try:
+            self._check_edition(deferrable=True)
+        except BaseException:
+            self._driver.close()
+            raise
+
+    def _check_edition(self, *, deferrable: bool) -> None:
+        """Refuse tenancy ``database`` on Community, once; at start-up when the server
+        answers then, else before the first write."""
+        if self.edition is not None:
+            return
+        try:
+            # Auto-commit, no retries: a server that is not up yet must not hold us.
+            with self._driver.session() as session:
+                [[version, edition]] = session.run(EDITION).values()
+        except Exception as exc:
+            if not _retryable(exc):
+                raise
+            if deferrable:
+                return
+            raise GraphUnavailableError(f"Neo4j at {self.uri} is unreachable: {exc}") from exc
+        self.edition = str(edition)
+        if self.tenancy == "database" and self.edition == "community":
+            raise GraphConfigurationError(
+                f"KGCELERY_GRAPH_TENANCY=database needs Neo4j Enterprise or Aura (one database "
+                f"per client); {self.uri} is Neo4j {version} Community, which has one "
+                "database: set KGCELERY_GRAPH_TENANCY=property")
 
     def database_of(self, client_id: str) -> str:
         return database_for(client_id) if self.tenancy == "database" else self.database
 
     def _execute(self, query: str, params: dict[str, Any], database: str) -> list[list[Any]]:
-        for attempt in range(1, self.attempts + 1):
+        def work(tx: neo4j.ManagedTransaction) -> list[list[Any]]:
+            return [list(record.values()) for record in tx.run(query, params)]
+
+        tries = self.attempts
+        for attempt in range(1, tries + 1):
             try:
-                result = self._driver.execute_query(query, params, database_=database)
-                return [list(record.values()) for record in result.records]
+                with self._driver.session(database=database) as session:
+                    return session.execute_write(work)
             except Exception as exc:
                 if not _retryable(exc):
                     raise
-                if attempt == self.attempts:
+                if attempt == tries:
                     raise GraphUnavailableError(
                         f"Neo4j at {self.uri} failed {attempt} times: {exc}") from exc
                 delay = self.backoff_s * 2 ** (attempt - 1)
@@ -116,10 +160,16 @@ class Neo4jStore(GraphStore):
         database = self.database_of(client_id)
         if not self.manage_schema or database in self._schema_done:
             return
+        self._check_edition(deferrable=False)
         if self.tenancy == "database":
             self._execute(CREATE_DATABASE, {"name": database}, "system")
         for statement in schema_statements(self.tenancy):
-            self._execute(statement, {}, database)
+            try:
+                self._execute(statement, {}, database)
+            except Neo4jError as exc:
+                if exc.code not in _SCHEMA_RACES:
+                    raise
+        self._execute(AWAIT_INDEXES, {}, database)
         self._schema_done.add(database)
 
     def drop(self, client_id: str) -> None:
