@@ -20,7 +20,6 @@ kafka-neo4j stack (tests/test_neo4j_path.py).
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ from kgcelery.clients import database_for, validate_client_id
 from kgcelery.errors import GraphConfigurationError, GraphUnavailableError
 from kgcelery.graph import cypher
 from kgcelery.graph.base import GraphStore
+from kgcelery.retry import Backoff
 
 Tenancy = Literal["database", "property"]
 CREATE_DATABASE = "CREATE DATABASE $name IF NOT EXISTS WAIT"
@@ -90,7 +90,7 @@ class Neo4jStore(GraphStore):
         self.client_key = tenancy == "property"
         self.manage_schema = manage_schema
         self.attempts = max(attempts, 1)
-        self.backoff_s = backoff_s
+        self.backoff = Backoff(base_s=backoff_s, max_s=max(backoff_s, 5.0))
         self.batch_rows = batch_rows
         auth = (user, password) if password else None
         # Notifications (hints such as "property key does not exist" on a new graph) would
@@ -146,8 +146,7 @@ class Neo4jStore(GraphStore):
                 if attempt == tries:
                     raise GraphUnavailableError(
                         f"Neo4j at {self.uri} failed {attempt} times: {exc}") from exc
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                time.sleep(random.uniform(delay / 2, delay))
+                time.sleep(self.backoff.delay(attempt - 1))
         raise AssertionError("unreachable")
 
     def run(self, client_id: str, query: str,
