@@ -77,6 +77,10 @@ class Settings(BaseSettings):
             batch is published as one task (500 records / 1 MB / 0.2 s).
         MAX_VALUE_BYTES: larger record values are dead-lettered as ``oversized`` (1 MB).
         REGISTRY_REFRESH_S: how often a bridge re-reads the client registry (1 s).
+        UNREGISTERED_GRACE_S: how long a bridge holds the records of a client that is not
+            registered, waiting for its registration (an agent's registration and first
+            records arrive on different topics, in either order), before dead-lettering
+            them ``unregistered-client`` (10 s; 0 dead-letters at once).
         BRIDGE_MAX_PENDING_BYTES: unpublished data a bridge holds before it pauses
             consumption (64 MB).
         CLIENT_QUEUE_CEILING: tasks queued for one client above which it is reported
@@ -194,6 +198,7 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(default=0.2, gt=0)
     max_value_bytes: int = Field(default=1_000_000, ge=1024)
     registry_refresh_s: float = Field(default=1.0, gt=0)
+    unregistered_grace_s: float = Field(default=10.0, ge=0)
     bridge_max_pending_bytes: int = Field(default=64_000_000, ge=1_000_000)
     client_queue_ceiling: int = Field(default=10_000, ge=1)
     client_queue_hard_limit: int = Field(default=0, ge=0)

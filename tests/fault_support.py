@@ -295,15 +295,18 @@ def dead_letters(settings: Settings) -> Counter[str]:
 
 
 def settle(graph: GraphStore, ledger: Ledger, settings: Settings, *,
-           timeout: float) -> Tally:
-    """Wait (up to ``timeout``) until every produced event is in its graph; count by id.
+           timeout: float, dead_letters_expected: int = 0) -> Tally:
+    """Wait (up to ``timeout``) until every produced event is in its graph and at least
+    ``dead_letters_expected`` records are dead-lettered; count by id.
 
     A timeout is not raised here: the tally says what is missing, and the caller fails
     with it in the message.
     """
     def complete() -> bool:
         return all(_distinct_events(graph, client) >= len(ids)
-                   for client, ids in ledger.events.items())
+                   for client, ids in ledger.events.items()) and (
+            not dead_letters_expected
+            or sum(dead_letters(settings).values()) >= dead_letters_expected)
 
     deadline = time.monotonic() + timeout
     while not complete() and time.monotonic() < deadline:

@@ -378,6 +378,27 @@ def test_agent_control_records_register_beat_and_deregister_clients(
     assert letters == [], [headers_of(m) for m in letters]
 
 
+def test_records_before_their_clients_registration_wait_for_it(
+        test_settings: Settings, processes: Processes, broker_redis: redis.Redis,
+        client_ids: list[str]) -> None:
+    # An agent's state-watcher starts with its registration job: its first records may
+    # reach the bridge before the registration (another topic). They are held, not lost.
+    early = client_ids[0]
+    registry_topic, = test_settings.topics_of("registry")
+    bridge = processes.bridge(test_settings)
+    stream = _stream([early], 50)
+    produce(test_settings, topic_of(test_settings, "event"), stream)
+    wait_for(lambda: f"holding records of {early}" in bridge.tail(1_000_000), timeout=30,
+             what="the bridge to hold the early records")
+    assert broker_redis.llen(queue_for(early)) == 0
+    produce(test_settings, registry_topic, [(early.encode(), {
+        "client_id": early, "cluster_name": "early", "timestamp": "2026-12-05T10:00:00Z"})])
+    wait_for(lambda: set(queued_entities(broker_redis, queue_for(early)))
+             == _expected(stream)[early], timeout=30, what="the held records queued")
+    letters = read_topic(test_settings, test_settings.dlq_raw_topic, expect=1, timeout=2)
+    assert [m for m in letters if m.key() and m.key().startswith(early.encode())] == []
+
+
 def test_dlq_list_and_replay_once_the_client_registers(
         test_settings: Settings, processes: Processes, registry: Registry,
         broker_redis: redis.Redis, client_ids: list[str]) -> None:

@@ -228,7 +228,9 @@ def test_malformed_flood_all_dead_lettered_valid_ones_all_written(
                  if record is not None]
         produce(settings, topic, mixed)
         bad += len(malformed)
-    result = settle(graph, ledger, settings, timeout=90)
+    # Records of the unregistered stranger are held for its registration
+    # (KGCELERY_UNREGISTERED_GRACE_S), then dead-lettered: wait for all the dead letters.
+    result = settle(graph, ledger, settings, timeout=90, dead_letters_expected=bad)
     per_reason = bad // len(MALFORMED_REASONS)
     print("\n" + result.line(f"{bad} malformed records of {len(MALFORMED_REASONS)} kinds "
                              f"among {ledger.produced} valid ones"))

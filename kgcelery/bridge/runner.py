@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 from celery import Celery
@@ -26,9 +27,9 @@ from kgcelery.bridge.batcher import Batch, Batcher
 from kgcelery.bridge.control_records import apply_heartbeat, apply_registry
 from kgcelery.bridge.guard import UNKEYED, SourceGuard
 from kgcelery.bridge.metrics import BridgeMetrics, publish_snapshot
-from kgcelery.bridge.offsets import OffsetTracker
+from kgcelery.bridge.offsets import OffsetTracker, Segment
 from kgcelery.bridge.quota import QueueQuota
-from kgcelery.bridge.routing import CONTROL_KINDS, classify
+from kgcelery.bridge.routing import CONTROL_KINDS, Routed, classify
 from kgcelery.broker import Durability, open_broker
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
@@ -49,6 +50,16 @@ PUBLISH_BACKOFF = Backoff(base_s=0.5, max_s=10.0)
 FLUSH_TIMEOUT_S = 30.0
 # The registry's Redis away (registrations, heartbeats), or the broker (tasks).
 _PUBLISH_ERRORS = (redis.RedisError, OSError, BrokerUnavailableError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A record of a client not registered (yet), and since when its client is held."""
+
+    routed: Routed
+    segment: Segment
+    message: Message
+    since: float
 
 
 class RegisteredClients:
@@ -78,6 +89,11 @@ class RegisteredClients:
                             exc, len(self._ids))
             self._read_at = now
         return client_id in self._ids
+
+    def read_soon(self) -> None:
+        """Read the registry at the next question (another bridge may have registered
+        the client), but not more often than every ``refresh`` s."""
+        self._read_at = min(self._read_at, time.monotonic() - self.refresh + 0.2)
 
     def added(self, client_id: str) -> None:
         self._ids.add(client_id)
@@ -118,6 +134,11 @@ class Bridge:
                                 hard_limit=settings.client_queue_hard_limit)
         self._undelivered: list[Batch] = []
         self._attempts = 0  # failed attempts to publish in a row
+        # Records of clients not registered (yet), held for UNREGISTERED_GRACE_S: an
+        # agent's registration and its first records arrive on different topics, in
+        # either order. Unsettled, so nothing past them is committed meanwhile.
+        self._held: dict[str, list[_Held]] = {}
+        self._held_bytes = 0
         self._held_since = 0.0
         self._retry_at = 0.0
         self._paused = False
@@ -158,6 +179,10 @@ class Bridge:
             self._route([m for m in messages if m.topic() not in self.control_topics]
                         if control else messages, now, ready)
             self._deliver(ready)
+        if self._held:
+            released: list[Batch] = []
+            self._release_held(now, released)
+            self._deliver(released)
         for level, notice in self.guard.end_poll(now):
             log.log(level, notice)
         due = self.batcher.due(now)
@@ -191,6 +216,10 @@ class Bridge:
                 if routed.kcat_joined:
                     self._kcat_joined(topic, client)
                 elif routed.kind not in CONTROL_KINDS:
+                    if client in self._held or (client not in self.registered
+                                                and self.settings.unregistered_grace_s > 0):
+                        self._hold_record(client, _Held(routed, segment, message, now))
+                        continue
                     if client not in self.registered:
                         raise RejectedRecordError(
                             "unregistered-client", f"client {client!r} is not registered "
@@ -207,11 +236,48 @@ class Bridge:
                 continue
             if watched and client in watched.get(topic, ()):
                 accepted[(topic, client)] += 1  # a source with recent dead letters
-            full = self.batcher.add(routed, segment, offset or 0, now,
-                                    message.timestamp()[1])
-            if full is not None:
-                ready.append(full)
-                self.quota.published(full.client_id)
+            self._batch(routed, segment, message, now, ready)
+
+    def _batch(self, routed: Routed, segment: Segment, message: Message, now: float,
+               ready: list[Batch]) -> None:
+        full = self.batcher.add(routed, segment, message.offset() or 0, now,
+                                message.timestamp()[1])
+        if full is not None:
+            ready.append(full)
+            self.quota.published(full.client_id)
+
+    def _hold_record(self, client: str, held: _Held) -> None:
+        if client not in self._held:
+            log.info("holding records of %s, not registered (yet), for up to %g s",
+                     client, self.settings.unregistered_grace_s)
+            self.registered.read_soon()
+        self._held.setdefault(client, []).append(held)
+        self._held_bytes += len(held.message.value() or b"")
+
+    def _release_held(self, now: float, ready: list[Batch]) -> None:
+        """Route the held records of clients registered since; dead-letter those of
+        clients still unknown after the grace."""
+        grace = self.settings.unregistered_grace_s
+        for client in list(self._held):
+            records = self._held[client]
+            registered = client in self.registered
+            if not registered and now - records[0].since < grace:
+                continue
+            del self._held[client]
+            self._held_bytes -= sum(len(h.message.value() or b"") for h in records)
+            for held in records:
+                message = held.message
+                if registered:
+                    self._batch(held.routed, held.segment, message, now, ready)
+                    continue
+                self._dead_letter(RejectedRecordError(
+                    "unregistered-client", f"client {client!r} is not registered (held "
+                    f"{grace:g} s for its registration; replay with 'kgcelery dlq replay' "
+                    "once it is)", client_id=client), message.key(), message.value(),
+                    (message.topic() or "", message.partition() or 0, message.offset() or 0))
+                held.segment.settle()
+            if registered:
+                log.info("%s registered: routing its %d held records", client, len(records))
 
     def _dead_letter(self, rejection: RejectedRecordError, key: bytes | None,
                      value: bytes | None, origin: tuple[str, int, int]) -> None:
@@ -298,7 +364,8 @@ class Bridge:
             self._attempts = 0
 
     def _pause_if_full(self) -> None:
-        held = self.batcher.pending_bytes + sum(b.size for b in self._undelivered)
+        held = (self.batcher.pending_bytes + self._held_bytes
+                + sum(b.size for b in self._undelivered))
         full = bool(self._undelivered) or held > self.settings.bridge_max_pending_bytes
         if full == self._paused:
             return
@@ -351,11 +418,25 @@ class Bridge:
             self.flush(timeout=10.0)
         except Exception:
             log.exception("could not flush before the rebalance; the new owner re-reads")
+        self._forget_held(partitions)
         self.offsets.forget([(p.topic, p.partition) for p in partitions])
+
+    def _forget_held(self, partitions: list[TopicPartition]) -> None:
+        """Held records of partitions that go are re-read by their next owner."""
+        gone = {(p.topic, p.partition) for p in partitions}
+        for client in list(self._held):
+            kept = [h for h in self._held[client] if h.segment.tp not in gone]
+            self._held_bytes -= sum(len(h.message.value() or b"")
+                                    for h in self._held[client] if h.segment.tp in gone)
+            if kept:
+                self._held[client] = kept
+            else:
+                del self._held[client]
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %d partitions; their uncommitted records will be re-read",
                     len(partitions))
+        self._forget_held(partitions)
         self.offsets.forget([(p.topic, p.partition) for p in partitions])
 
     def shutdown(self) -> None:
