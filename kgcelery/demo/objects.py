@@ -1,21 +1,26 @@
 """Builders of Kubernetes objects as the API server returns them (plain JSON dicts).
 
-Every builder takes the :class:`~kgcelery.demo.world.World` only for fresh ids, so the
-objects are as deterministic as the world's random generator. Times are epoch seconds
-in, RFC 3339 out, at the second precision that Kubernetes metadata uses.
+Every builder takes an :class:`Ids` (the world, :class:`~kgcelery.demo.world.World`)
+only for fresh ids, so the objects are as deterministic as the world's random generator.
+Times are epoch seconds in, RFC 3339 out, at the second precision of Kubernetes metadata.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kgcelery.model.timeparse import iso
 
-if TYPE_CHECKING:
-    from kgcelery.demo.world import World
-
 Obj = dict[str, Any]
+
+
+class Ids(Protocol):
+    """Where builders get fresh ids: the world, whose generator is seeded."""
+
+    def uid(self) -> str: ...
+    def hex(self, digits: int) -> str: ...
+
 
 #: apiVersion of every kind the simulator builds.
 API_VERSIONS = {
@@ -53,7 +58,7 @@ class AppSpec:
         return self.labels or {"app.kubernetes.io/name": self.name}
 
 
-def meta(world: World, kind: str, name: str, namespace: str | None, created: float, *,
+def meta(world: Ids, kind: str, name: str, namespace: str | None, created: float, *,
          labels: dict[str, str] | None = None, owner: Obj | None = None,
          annotations: dict[str, str] | None = None) -> Obj:
     """``metadata`` of a new object (its resourceVersion is set when the world stores it)."""
@@ -70,7 +75,7 @@ def meta(world: World, kind: str, name: str, namespace: str | None, created: flo
     return metadata
 
 
-def new_object(world: World, kind: str, name: str, namespace: str | None, created: float,
+def new_object(world: Ids, kind: str, name: str, namespace: str | None, created: float,
                **meta_args: Any) -> Obj:
     return {"apiVersion": API_VERSIONS[kind], "kind": kind,
             "metadata": meta(world, kind, name, namespace, created, **meta_args)}
@@ -83,7 +88,7 @@ def owner_ref(owner: Obj) -> Obj:
             "controller": True, "blockOwnerDeletion": True}
 
 
-def namespace(world: World, name: str, created: float) -> Obj:
+def namespace(world: Ids, name: str, created: float) -> Obj:
     obj = new_object(world, "Namespace", name, None, created,
                      labels={"kubernetes.io/metadata.name": name})
     obj["spec"] = {"finalizers": ["kubernetes"]}
@@ -91,7 +96,7 @@ def namespace(world: World, name: str, created: float) -> Obj:
     return obj
 
 
-def node(world: World, name: str, created: float, *, ip: str, pod_cidr: str, zone: str,
+def node(world: Ids, name: str, created: float, *, ip: str, pod_cidr: str, zone: str,
          instance_type: str, pool: str, cpu: int, memory_gi: int) -> Obj:
     labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
               "kubernetes.io/arch": "amd64", "node.kubernetes.io/instance-type": instance_type,
@@ -148,7 +153,7 @@ def template(spec: AppSpec, image: str, labels: dict[str, str], *, cpu: str | No
                      "restartPolicy": "Always", "terminationGracePeriodSeconds": 30}}
 
 
-def workload(world: World, spec: AppSpec, created: float, image: str, *,
+def workload(world: Ids, spec: AppSpec, created: float, image: str, *,
              cpu: str | None = None) -> Obj:
     """A Deployment, StatefulSet or DaemonSet for ``spec``, its status up to date."""
     labels = {**spec.selector, "app.kubernetes.io/part-of": spec.namespace}
@@ -169,7 +174,7 @@ def workload(world: World, spec: AppSpec, created: float, image: str, *,
     return obj
 
 
-def replica_set(world: World, deployment: Obj, pod_hash: str, revision: int, replicas: int,
+def replica_set(world: Ids, deployment: Obj, pod_hash: str, revision: int, replicas: int,
                 created: float) -> Obj:
     spec = deployment["spec"]
     labels = {**spec["template"]["metadata"]["labels"], "pod-template-hash": pod_hash}
@@ -188,7 +193,7 @@ def replica_set(world: World, deployment: Obj, pod_hash: str, revision: int, rep
     return obj
 
 
-def cron_job(world: World, spec: AppSpec, created: float, image: str, schedule: str) -> Obj:
+def cron_job(world: Ids, spec: AppSpec, created: float, image: str, schedule: str) -> Obj:
     labels = dict(spec.selector)
     obj = new_object(world, "CronJob", spec.name, spec.namespace, created, labels=labels)
     pod_template = template(spec, image, labels)
@@ -201,7 +206,7 @@ def cron_job(world: World, spec: AppSpec, created: float, image: str, schedule: 
     return obj
 
 
-def job(world: World, cronjob: Obj, name: str, created: float) -> Obj:
+def job(world: Ids, cronjob: Obj, name: str, created: float) -> Obj:
     template_spec = cronjob["spec"]["jobTemplate"]["spec"]
     obj = new_object(world, "Job", name, cronjob["metadata"]["namespace"], created,
                      labels=dict(cronjob["metadata"]["labels"]), owner=cronjob)
@@ -217,7 +222,7 @@ def job(world: World, cronjob: Obj, name: str, created: float) -> Obj:
     return obj
 
 
-def service(world: World, name: str, namespace_name: str, created: float, *,
+def service(world: Ids, name: str, namespace_name: str, created: float, *,
             selector: dict[str, str], port: int, cluster_ip: str) -> Obj:
     obj = new_object(world, "Service", name, namespace_name, created,
                      labels={"app.kubernetes.io/name": name})
@@ -229,7 +234,7 @@ def service(world: World, name: str, namespace_name: str, created: float, *,
     return obj
 
 
-def pod(world: World, owner: Obj, name: str, created: float, *,
+def pod(world: Ids, owner: Obj, name: str, created: float, *,
         extra_labels: dict[str, str] | None = None) -> Obj:
     """A Pending pod of ``owner`` from the owner's template (not yet on a node)."""
     template_body = owner["spec"]["template"]
