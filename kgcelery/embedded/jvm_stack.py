@@ -84,16 +84,14 @@ class JvmStack(EmbeddedStack):
     """
 
     def __init__(self, settings: Settings, *, create_topics: bool = True) -> None:
-        self.settings = settings
-        self.state_dir = Path(settings.state_dir).resolve()
-        self.run_dir = self.state_dir / "run"
-        self.log_dir = self.state_dir / "logs"
-        self.create_topics = create_topics
         self.java = str(maven.java_binary())
-        self.kafka = self._apache_kafka()
-        self.broker = self._redis("broker", settings.embedded_broker_port)
-        self.graph = self._neo4j()
-        self.services = [self.kafka, self.broker, self.graph]
+        super().__init__(settings, create_topics=create_topics)
+
+    def _kafka_service(self) -> Service:
+        return self._apache_kafka()
+
+    def _graph_service(self) -> Service:
+        return self._neo4j()
 
     def _jvm(self, classpath: list[Path], main: str, *args: str) -> list[str]:
         heap = f"-Xmx{self.settings.jvm_heap_mb}m"

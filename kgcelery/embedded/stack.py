@@ -109,10 +109,17 @@ class EmbeddedStack:
         self.run_dir = self.state_dir / "run"
         self.log_dir = self.state_dir / "logs"
         self.create_topics = create_topics
-        self.kafka = self._tansu()
+        self.kafka = self._kafka_service()
         self.broker = self._redis("broker", settings.embedded_broker_port)
-        self.graph = self._redis("graph", settings.embedded_graph_port, falkordb=True)
+        self.graph = self._graph_service()
         self.services = [self.kafka, self.broker, self.graph]
+
+    # The two servers a stack chooses (JvmStack: Apache Kafka and Neo4j).
+    def _kafka_service(self) -> Service:
+        return self._tansu()
+
+    def _graph_service(self) -> Service:
+        return self._redis("graph", self.settings.embedded_graph_port, falkordb=True)
 
     def _process(self, name: str, argv: list[str]) -> ManagedProcess:
         return ManagedProcess(name, argv, run_dir=self.run_dir, log_dir=self.log_dir)
