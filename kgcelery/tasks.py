@@ -159,7 +159,10 @@ def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], Grap
         normalized.extend(produced)
         normalized_from.append(index)
     try:
-        written = kind.write(graph(), client_id, normalized, batch_id(kind.name, records, origins))
+        target, unit = graph(), batch_id(kind.name, records, origins)
+        # One transaction per batch where the graph has them (a Neo4j commit per task).
+        written = target.write_unit(
+            client_id, lambda: kind.write(target, client_id, normalized, unit))
     except GraphUnavailableError as exc:
         retries = task.request.retries or 0
         if retries < config.task_max_retries:

@@ -156,6 +156,30 @@ def test_rows_travel_in_full_size_batches(neo4j: Neo4jStore, client_ids: list[st
         store.close()
 
 
+def test_a_write_unit_is_one_transaction_all_or_nothing(neo4j: Neo4jStore,
+                                                       client_ids: list[str]) -> None:
+    client = client_ids[0]
+    events = [e for i in range(600) for e in normalize_event(
+        {"metadata": {"uid": f"ev-{i}", "namespace": "a"}, "reason": "X", "message": "m",
+         "involvedObject": {"kind": "Pod", "namespace": "a", "name": f"p{i % 7}"}})]
+
+    def fails_after_writing() -> None:
+        write_events(neo4j, client, events)  # two statements of events, their pods...
+        assert count(neo4j, client, "Event") == 600  # ...seen inside the transaction
+        raise ValueError("the task failed after its writes")
+
+    try:
+        with pytest.raises(ValueError):
+            neo4j.write_unit(client, fails_after_writing)
+        # Rolled back whole, and the pods it wrote are not taken as known any more.
+        assert count(neo4j, client, "Event") == 0 and count(neo4j, client, "Pod") == 0
+        assert not neo4j.known_objects.covers(client, events[0].object_row()["object_id"], "")
+        assert neo4j.write_unit(client, lambda: write_events(neo4j, client, events)) == 600
+        assert count(neo4j, client, "Event") == 600 and count(neo4j, client, "Pod") == 7
+    finally:
+        neo4j.drop(client)
+
+
 def test_database_tenancy_is_refused_on_community_when_the_store_is_made(
         jvm_stack: Settings) -> None:
     with pytest.raises(GraphConfigurationError, match="needs Neo4j Enterprise or Aura"):

@@ -11,6 +11,9 @@ Contract:
   database where the backend has one per client); it is idempotent and cheap to repeat.
 - ``known_objects`` remembers which objects each graph holds; ``drop`` must forget
   the client's.
+- ``write_unit(client_id, work)`` runs ``work`` (statements through ``run``) as one
+  unit where the backend has transactions: one task's batch, all or nothing, retried
+  whole; elsewhere it simply calls ``work``. ``work`` must be safe to run again.
 - ``batch_rows`` is how many rows one statement carries (500 by default; less only
   for servers that cannot take large parameters).
 - ``client_key`` is True when clients share one database and nodes are keyed by
@@ -21,9 +24,12 @@ Contract:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kgcelery.graph.known import KnownObjects
+
+T = TypeVar("T")
 
 
 class GraphStore(ABC):
@@ -45,6 +51,10 @@ class GraphStore(ABC):
     def run(self, client_id: str, query: str,
             params: dict[str, Any] | None = None) -> list[list[Any]]:
         """Run one parameterized statement on a client's graph; return its rows."""
+
+    def write_unit(self, client_id: str, work: Callable[[], T]) -> T:
+        """``work()``, its statements as one unit (see the module docstring)."""
+        return work()
 
     @abstractmethod
     def ensure_schema(self, client_id: str) -> None:

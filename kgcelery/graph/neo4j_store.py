@@ -9,8 +9,10 @@ Tenancy ``property`` (Community Edition): one database for everyone, every node 
 by ``(client, id)``; statements are built with ``cypher.SHARED_GRAPH`` and every one of
 them gets ``$client`` from :meth:`Neo4jStore.run`, so a query can only see its client.
 
-Every statement runs in a managed write transaction (``session.execute_write``), which
-the driver retries itself on transient errors (deadlocks, leader changes, a lost
+Every statement runs in a managed write transaction (``session.execute_write``); a
+task's whole batch runs in one (:meth:`Neo4jStore.write_unit`: one commit instead of
+one per statement, and the batch is all or nothing). The driver retries a transaction
+itself on transient errors (deadlocks, leader changes, a lost
 connection) for up to ``driver_retry_s``; what still fails after that is retried here a
 few times with exponential backoff and jitter, then raised as
 :class:`GraphUnavailableError` so that the task retries later. Rows travel in full-size
@@ -20,8 +22,10 @@ kafka-neo4j stack (tests/test_neo4j_path.py).
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import neo4j
 from neo4j.exceptions import DriverError, Neo4jError, ServiceUnavailable, SessionExpired
@@ -32,6 +36,7 @@ from kgcelery.graph import cypher
 from kgcelery.graph.base import GraphStore
 from kgcelery.retry import Backoff
 
+T = TypeVar("T")
 Tenancy = Literal["database", "property"]
 CREATE_DATABASE = "CREATE DATABASE $name IF NOT EXISTS WAIT"
 DROP_DATABASE = "DROP DATABASE $name IF EXISTS"
@@ -55,6 +60,10 @@ def schema_statements(tenancy: Tenancy) -> list[str]:
         statements.append(f"CREATE INDEX {label.lower()}_{prop} IF NOT EXISTS "
                           f"FOR (n:{cypher.checked_label(label)}) ON {on}")
     return statements
+
+
+def _rows(tx: neo4j.ManagedTransaction, query: str, params: dict[str, Any]) -> list[list[Any]]:
+    return [list(record.values()) for record in tx.run(query, params)]
 
 
 def _retryable(exc: Exception) -> bool:
@@ -99,6 +108,8 @@ class Neo4jStore(GraphStore):
                                                   max_transaction_retry_time=driver_retry_s,
                                                   notifications_min_severity="OFF")
         self._schema_done: set[str] = set()
+        # The transaction of the write unit this thread is in, and its database.
+        self._unit = threading.local()
         self.edition: str | None = None
         try:
             self._check_edition(deferrable=True)
@@ -132,9 +143,10 @@ class Neo4jStore(GraphStore):
         return database_for(client_id) if self.tenancy == "database" else self.database
 
     def _execute(self, query: str, params: dict[str, Any], database: str) -> list[list[Any]]:
-        def work(tx: neo4j.ManagedTransaction) -> list[list[Any]]:
-            return [list(record.values()) for record in tx.run(query, params)]
+        return self._transaction(database, lambda tx: _rows(tx, query, params))
 
+    def _transaction(self, database: str, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
+        """``work`` in a managed write transaction: the driver's retries, then ours."""
         tries = self.attempts
         for attempt in range(1, tries + 1):
             try:
@@ -149,11 +161,44 @@ class Neo4jStore(GraphStore):
                 time.sleep(self.backoff.delay(attempt - 1))
         raise AssertionError("unreachable")
 
+    def write_unit(self, client_id: str, work: Callable[[], T]) -> T:
+        """``work()`` in one write transaction, run again whole if it is retried. What
+        this process learnt of the graph meanwhile is forgotten when a try fails: the
+        objects it wrote are rolled back."""
+        if getattr(self._unit, "tx", None) is not None:
+            return work()  # already inside a unit: part of it
+        self.ensure_schema(client_id)  # schema changes cannot share a write transaction
+        database = self.database_of(client_id)
+
+        def attempt(tx: neo4j.ManagedTransaction) -> T:
+            self._unit.tx, self._unit.database = tx, database
+            try:
+                return work()
+            except BaseException:
+                self.known_objects.forget(client_id)
+                raise
+            finally:
+                self._unit.tx = None
+
+        try:
+            return self._transaction(database, attempt)
+        except BaseException:
+            self.known_objects.forget(client_id)  # also when the commit itself failed
+            raise
+
     def run(self, client_id: str, query: str,
             params: dict[str, Any] | None = None) -> list[list[Any]]:
         params = dict(params or {})
         params["client"] = validate_client_id(client_id)
-        return self._execute(query, params, self.database_of(client_id))
+        database = self.database_of(client_id)
+        tx = getattr(self._unit, "tx", None)
+        if tx is not None:
+            if self._unit.database != database:
+                raise RuntimeError(
+                    f"a write unit on database {self._unit.database!r} ran a statement of "
+                    f"client {client_id!r} (database {database!r})")
+            return _rows(tx, query, params)
+        return self._execute(query, params, database)
 
     def ensure_schema(self, client_id: str) -> None:
         database = self.database_of(client_id)
