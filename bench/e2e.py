@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -217,6 +218,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="steady phase length")
     parser.add_argument("--naive-records", type=int, default=3000)
     parser.add_argument("--loud-workers", type=int, default=2)
+    parser.add_argument("--keep-logs", metavar="DIR",
+                        help="copy the bridge's and workers' logs here (one folder per stack)")
     parser.add_argument("--warm-passes", type=int, default=3,
                         help="passes of the sampled records written into throw-away graphs "
                              "before measuring, to warm the graph server (0: cold)")
@@ -283,6 +286,10 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
                 memory = pipeline.peak_memory()
             finally:
                 pipeline.stop()
+                if args.keep_logs:
+                    kept = Path(args.keep_logs) / stack_name
+                    shutil.copytree(state / "logs", kept, dirs_exist_ok=True)
+                    print(f"   logs of the bridge and workers kept in {kept}", flush=True)
             memory.update({s.name: rss_mb(s.process.pid or 0) for s in stack.services})
 
             direct = phase("baseline: direct sink",
