@@ -16,7 +16,7 @@ Two measurements, each against a baseline in the same run:
   fleet scaler (Celery remote control). The quiet clients' produce-to-graph p99 (the
   workers' own latency histograms) is measured twice: with the worker otherwise idle
   (the baseline; an idle worker waits on one of its queues, so a task in another waits
-  up to the 1 s poll timeout), then beside the loud backlog; the line says how much of
+  for the next take, 0.1 s here), then beside the loud backlog; the line says how much of
   the backlog was still queued when the quiet clients' last task was written, and the
   worker's peak RSS (what each per-client worker costs too):
 
