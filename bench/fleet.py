@@ -10,6 +10,11 @@ Two measurements, each against a baseline in the same run:
 
     fleet-take-<n>: <ms> ms priority-0 lists, <ms> ms all four lists (<x>x cheaper)
 
+- idle: a consumer on kgcelery's transport over ``n`` empty queues for ``--idle-s``
+  seconds: its takes per second and the Redis time they cost (``INFO commandstats``):
+
+    fleet-idle-<n>: <t> takes/s, <ms> ms of Redis time per s
+
 - fairness: the embedded stack and one real fleet worker (concurrency 1), given one
   loud client with a backlog of ``--loud-tasks`` tasks of 500 events and
   ``--quiet`` quiet clients that each queue a task of 20 events every 0.5 s, by the
@@ -24,12 +29,13 @@ Two measurements, each against a baseline in the same run:
         <x>x); <q> quiet clients on 1 fleet worker, worker RSS <MB> MB
 
 Run: .venv/bin/python bench/fleet.py [--sizes 10,100,1000] [--loud-tasks 300]
-     [--quiet 4] [--seconds 10] [--skip-fairness]
+     [--quiet 4] [--seconds 10] [--idle-s 5] [--skip-fairness]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -75,6 +81,43 @@ def take_costs(sizes: list[int], rounds: int) -> None:
                 one, four_ms = (sorted(t)[len(t) // 2] for t in times.values())
                 print(f"fleet-take-{n}: {one:.2f} ms priority-0 lists, {four_ms:.2f} ms all "
                       f"four lists ({four_ms / one:.1f}x cheaper)", flush=True)
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def idle_costs(sizes: list[int], seconds: float) -> None:
+    from kombu import Connection, Queue
+
+    from kgcelery.broker.transport import Transport
+
+    def redis_ms(client: redis.Redis) -> tuple[int, float]:
+        stats = client.info("commandstats")
+        takes = stats.get("cmdstat_eval", {}).get("calls", 0)
+        usec = sum(stats.get(name, {}).get("usec", 0)
+                   for name in ("cmdstat_eval", "cmdstat_blmove"))
+        return int(takes), usec / 1000
+
+    with tempfile.TemporaryDirectory() as state:
+        server, port = start_redis(state)
+        try:
+            client = redis.Redis(port=port)
+            url = f"redis://127.0.0.1:{port}/0"
+            for n in sizes:
+                queues = [Queue(f"client.idle-{i:04d}") for i in range(n)]
+                with Connection(url, transport=Transport) as conn, \
+                        conn.Consumer(queues, callbacks=[], accept=["json"]):
+                    before = redis_ms(client)
+                    started = time.monotonic()
+                    while time.monotonic() - started < seconds:
+                        with contextlib.suppress(TimeoutError):
+                            conn.drain_events(timeout=seconds)
+                    after = redis_ms(client)
+                    elapsed = time.monotonic() - started
+                takes = (after[0] - before[0]) / elapsed
+                print(f"fleet-idle-{n}: {takes:.1f} takes/s, "
+                      f"{(after[1] - before[1]) / elapsed:.2f} ms of Redis time per s",
+                      flush=True)
         finally:
             server.terminate()
             server.wait(10)
@@ -193,9 +236,12 @@ def main() -> None:
     parser.add_argument("--loud-tasks", type=int, default=300)
     parser.add_argument("--quiet", type=int, default=4, help="quiet clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="of quiet tasks per phase")
+    parser.add_argument("--idle-s", type=float, default=5.0, help="idle time measured")
     parser.add_argument("--skip-fairness", action="store_true")
     args = parser.parse_args()
-    take_costs([int(size) for size in args.sizes.split(",")], args.rounds)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    take_costs(sizes, args.rounds)
+    idle_costs([5, *sizes], args.idle_s)
     if not args.skip_fairness:
         fairness(args.loud_tasks, args.quiet, args.seconds)
 

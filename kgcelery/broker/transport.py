@@ -60,8 +60,8 @@ PRIORITY_RECHECK_S = 1.0
 #: An idle worker of several queues (a fleet worker) waits on one of them; a task in
 #: another is seen at its next take. So its wait is cut to this per queue it consumes,
 #: at least WAIT_MIN_S and at most the poll timeout (1 s): on an idle fleet worker of a
-#: few queues a task waits ~0.1 s, not 1 s; as a take costs about the same per queue,
-#: an idle worker's takes cost Redis a few ms per second whatever its number of queues.
+#: few queues a task waits ~0.1 s, not 1 s, and the takes of an idle worker cost Redis
+#: 0.4-6 ms per second from 5 to 1,000 queues (docs/BENCHMARKS.md, fleet-idle).
 WAIT_PER_QUEUE_S = 0.001
 WAIT_MIN_S = 0.1
 
