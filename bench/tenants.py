@@ -8,7 +8,8 @@ idle), and times, over ``--rounds`` runs each:
   scaling pass's broadcast to the workers is left out: it waits ``inspect_timeout``
   whatever the number of clients);
 - ``kgcelery clients --json`` (what an operator runs);
-- a fleet worker's take (``lua/take.lua``) over ``n`` client queues, all empty but one;
+- a fleet worker's take (``lua/take.lua``) over ``n`` client queues, all empty but one
+  (their priority-0 lists, as the transport names them between priority rechecks);
 - Redis commands per pass.
 
 The baseline is the same loop at 10 clients in the same run: a loop that scales with
@@ -38,7 +39,6 @@ from kgcelery.broker.layout import (
     IN_FLIGHT_KEY,
     UNACKED_INDEX_KEY,
     UNACKED_KEY,
-    priority_lists,
 )
 from kgcelery.embedded.binaries import redis_server_binary
 from kgcelery.embedded.stack import free_port
@@ -134,7 +134,9 @@ def measure(client: redis.Redis, n: int, rounds: int, first: int, base: float) -
     shown = timed(listing, rounds)
     # The loud client's queue last: the take looks through every other queue first.
     queues = [f"client.{client_id}" for client_id in [*ids[1:], ids[0]]]
-    keys = [key for queue in queues for key in priority_lists(queue)]
+    # The priority-0 lists, as the transport names them between its once-a-second
+    # looks at kombu's priority lists (kgcelery/broker/transport.py).
+    keys = queues
 
     def take() -> None:
         client.eval(TAKE, len(keys) + 3, UNACKED_KEY, UNACKED_INDEX_KEY, IN_FLIGHT_KEY,

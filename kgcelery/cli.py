@@ -56,22 +56,34 @@ def main(log_level: str) -> None:
                    "or KGCELERY_STACK). kafka-neo4j: what production runs (Apache Kafka, "
                    "Redis, Neo4j Community, jars from Maven Central; needs Java 17+ and "
                    "Maven).")
+@click.option("--worker-mode", type=click.Choice(["auto", "per-client", "fleet"]),
+              default=None,
+              help="per-client: worker processes of each client's own; fleet: a few shared "
+                   "workers consuming every client's queue; auto (KGCELERY_WORKER_MODE's "
+                   "default): a fleet when more than KGCELERY_FLEET_THRESHOLD clients are "
+                   "registered at start.")
+@click.option("--fleet-size", type=click.IntRange(min=1), default=None,
+              help="Fleet workers in fleet mode (KGCELERY_FLEET_SIZE; default one per CPU "
+                   "core, at least 2, at most KGCELERY_SCALE_GLOBAL_MAX_WORKERS).")
 @friendly_errors
-def up(demo: bool, flower: bool, status_interval: float, stack: str | None) -> None:
+def up(demo: bool, flower: bool, status_interval: float, stack: str | None,
+       worker_mode: str | None, fleet_size: int | None) -> None:
     """Run everything on this machine until Ctrl-C.
 
-    Starts the embedded stack (--stack), the bridge, beat, a control worker, one worker
-    per registered client, Flower, and (unless --no-demo) a demo producer; prints where
-    everything is and a live status. Ctrl-C stops it all.
+    Starts the embedded stack (--stack), the bridge, beat, a control worker, the workers
+    (per client, or a shared fleet: --worker-mode), Flower, and (unless --no-demo) a demo
+    producer; prints where everything is and a live status. Ctrl-C stops it all.
     """
     import os
 
     from kgcelery.up import run_everything
 
-    if stack:
-        # Through the environment: the settings derive the graph backend from it, and
-        # every process started here inherits it.
-        os.environ["KGCELERY_STACK"] = stack
+    # Through the environment: the settings derive the graph backend from the stack, and
+    # every process started here inherits them.
+    for name, value in (("STACK", stack), ("WORKER_MODE", worker_mode),
+                        ("FLEET_SIZE", fleet_size)):
+        if value:
+            os.environ[f"KGCELERY_{name}"] = str(value)
     run_everything(load_settings(), demo=demo, flower=flower, status_interval=status_interval)
 
 

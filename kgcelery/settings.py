@@ -155,6 +155,17 @@ class Settings(BaseSettings):
         SCALER_BACKEND: how the reconciler acts: ``local`` (worker subprocesses on this
             host), ``celery`` (add_consumer / cancel_consumer on a worker fleet) or
             ``kubernetes`` (a Deployment or KEDA ScaledObject per client).
+        WORKER_MODE: what ``kgcelery up`` runs for the clients: ``per-client`` (worker
+            processes of each client's own, sized by beat), ``fleet`` (FLEET_SIZE generic
+            workers that the fleet scaler hands the client queues to) or ``auto`` (the
+            default): ``fleet`` when more than FLEET_THRESHOLD clients are registered at
+            start, ``per-client`` otherwise. Decided once, at start (docs/CONTROL_PLANE.md).
+            The deployments choose theirs in their own files (docs/DEPLOYMENT.md).
+        FLEET_THRESHOLD: registered clients above which ``auto`` runs a fleet (8: eight
+            client workers of ~170 MB each are already ~1.4 GB, and past the global
+            max clients with work take turns; a fleet serves any number of queues).
+        FLEET_SIZE: fleet workers ``kgcelery up`` runs in fleet mode (0, the default: one
+            per CPU core, at least 2, at most SCALE_GLOBAL_MAX_WORKERS).
         RECONCILE_INTERVAL_S: how often the reconciler makes actual = desired (5 s).
         INSPECT_TIMEOUT_S: how long to wait for workers' answers to Celery remote
             control (1 s).
@@ -256,6 +267,9 @@ class Settings(BaseSettings):
     scale_idle_grace_s: float = Field(default=300.0, ge=0)
     drain_grace_s: float = Field(default=5.0, ge=0)
     scaler_backend: Literal["local", "celery", "kubernetes"] = "local"
+    worker_mode: Literal["auto", "per-client", "fleet"] = "auto"
+    fleet_threshold: int = Field(default=8, ge=0)
+    fleet_size: int = Field(default=0, ge=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     inspect_timeout_s: float = Field(default=1.0, gt=0)
     fleet_worker_pattern: str = "fleet*@*"

@@ -1,9 +1,17 @@
 """``kgcelery up``: the whole system on one machine, until Ctrl-C.
 
 Starts the embedded stack, then the bridge, beat, a control worker, Flower, the demo
-producer, and the reconciler with the local scaler, which runs the workers that beat
-decides for every client; prints where everything is and a live status; stops
-everything in reverse order on Ctrl-C or SIGTERM.
+producer, and the reconciler, which makes the workers what beat decides for every
+client; prints where everything is and a live status; stops everything in reverse order
+on Ctrl-C or SIGTERM.
+
+The workers are per-client (the local scaler: processes of each client's own) or a
+fleet (a few generic processes, the client queues handed to them by the fleet scaler),
+as ``KGCELERY_WORKER_MODE`` says; ``auto`` is decided here once, at start, from the
+clients registered then (:mod:`kgcelery.control.workermode`). Either way the reconciler
+runs in this process, never as beat's job: the processes started here are told the
+scaler backend is ``local`` (beat schedules no reconciler task then), whatever the
+environment says.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from kgcelery.cliutil import stop_on_signals
 from kgcelery.control.reconciler import Reconciler, reconcile_until
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
+from kgcelery.control.scalers.local_fleet import LocalFleetScaler, default_fleet_size
+from kgcelery.control.workermode import FLEET, resolve_worker_mode
 from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess, restart_dead
 from kgcelery.errors import BrokerUnavailableError, GraphUnavailableError
@@ -64,11 +74,18 @@ def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "kgcelery.app", *args]
 
 
-def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> None:
-    """One line per client; WORKERS is desired (beat) / actual (running here)."""
+def print_status(registry: Registry, store: GraphStore,
+                 scaler: LocalScaler | LocalFleetScaler) -> None:
+    """One line per client; WORKERS is desired (beat) / actual (running here, or fleet
+    workers consuming the client's queue)."""
     workers = scaler.actual()
     records = registry.all()
     stamp = time.strftime("%H:%M:%S")
+    if isinstance(scaler, LocalFleetScaler):
+        click.echo(f"[{stamp}] fleet: {scaler.alive()}/{scaler.size} workers, "
+                   f"{len(workers)} client queues assigned")
+    else:
+        _say_when_past_the_threshold(scaler.settings, len(records), stamp)
     if not records:
         click.echo(f"[{stamp}] no clients registered yet")
         return
@@ -93,6 +110,13 @@ def print_status(registry: Registry, store: GraphStore, scaler: LocalScaler) -> 
             f"{events:>7} {objects:>8} {_p99(registry, client):>6}")
 
 
+def _say_when_past_the_threshold(settings: Settings, registered: int, stamp: str) -> None:
+    if settings.worker_mode == "auto" and registered > settings.fleet_threshold:
+        click.echo(f"[{stamp}] {registered} clients registered, above "
+                   f"KGCELERY_FLEET_THRESHOLD={settings.fleet_threshold}: restart "
+                   "'kgcelery up' to run them on a fleet (decided at start)")
+
+
 def _p99(registry: Registry, client_id: str) -> str:
     """Produce-to-graph latency p99 of a client over the last five minutes (workers
     measure it); not since the start, where the backlog of a slow start would stay."""
@@ -101,7 +125,8 @@ def _p99(registry: Registry, client_id: str) -> str:
     return "-" if p99 is None else f"{p99:.2f}s"
 
 
-def _banner(settings: Settings, state_dir: Path, flower: bool) -> None:
+def _banner(settings: Settings, state_dir: Path, flower: bool,
+            scaler: LocalScaler | LocalFleetScaler) -> None:
     graph_port = settings.embedded_graph_port
     lines = [f"kgcelery is up on the {settings.stack} stack (state and logs under {state_dir})"]
     if settings.stack == "kafka-neo4j":
@@ -126,10 +151,38 @@ def _banner(settings: Settings, state_dir: Path, flower: bool) -> None:
     if settings.control_metrics_port:
         lines.append(f"  Control metrics    http://127.0.0.1:{settings.control_metrics_port}"
                      "/metrics")
-    lines.append("  Workers            sized by beat; 'kgcelery clients' shows desired/actual, "
-                 "'kgcelery scale <client> <n>|auto' pins")
+    if isinstance(scaler, LocalFleetScaler):
+        lines.append(f"  Workers            a fleet of {scaler.size} (fleet-<n>@host); beat "
+                     "decides how many of them consume each client's queue")
+    else:
+        lines.append("  Workers            per client, sized by beat; 'kgcelery clients' shows "
+                     "desired/actual")
+    lines.append("                     'kgcelery scale <client> <n>|auto' pins")
     lines += [f"  Logs               {state_dir / 'logs'}", "Press Ctrl-C to stop."]
     click.echo("\n".join(lines))
+
+
+def make_scaler(settings: Settings, registry: Registry, state_dir: Path
+                ) -> tuple[Settings, LocalScaler | LocalFleetScaler]:
+    """The workers' scaler for the mode that ``WORKER_MODE`` resolves to now, and the
+    settings of every process started here (the mode resolved, reconciled here)."""
+    mode = resolve_worker_mode(settings.worker_mode, registered=len(registry.registered_ids()),
+                               threshold=settings.fleet_threshold)
+    run_dir, log_dir = state_dir / "run", state_dir / "logs"
+    if mode != FLEET:
+        settings = settings.model_copy(update={"scaler_backend": "local",
+                                               "worker_mode": mode})
+        return settings, LocalScaler(settings, run_dir=run_dir, log_dir=log_dir)
+    size = default_fleet_size(settings)
+    # No client wants more workers than the fleet has.
+    settings = settings.model_copy(update={
+        "scaler_backend": "local", "worker_mode": mode, "fleet_size": size,
+        "scale_max_workers": min(settings.scale_max_workers, size),
+        "scale_min_workers": min(settings.scale_min_workers, size)})
+    from kgcelery.app import create_app
+
+    return settings, LocalFleetScaler(settings, create_app(settings), size=size,
+                                      run_dir=run_dir, log_dir=log_dir)
 
 
 def run_everything(settings: Settings, *, demo: bool, flower: bool,
@@ -139,13 +192,16 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
     state_dir = Path(settings.state_dir).resolve()
     click.echo(f"starting the {settings.stack} stack in {state_dir} ...")
     stack = open_stack(settings)
-    processes = Processes(settings, state_dir)
-    scaler = LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
     registry = Registry.from_url(settings.registry_url)
+    scaler: LocalScaler | LocalFleetScaler | None = None
+    processes: Processes | None = None
     store: GraphStore | None = None
     metrics_server = None
     try:
         stack.start()
+        # After the stack: auto decides from the clients its registry holds.
+        settings, scaler = make_scaler(settings, registry, state_dir)
+        processes = Processes(settings, state_dir)
         # After the stack: the FalkorDB client connects when it is made.
         store = open_store(settings)
         python = sys.executable
@@ -165,14 +221,16 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
             from kgcelery.control.metrics import serve_metrics
 
             metrics_server = serve_metrics(settings, registry)
-        _banner(settings, state_dir, flower)
+        _banner(settings, state_dir, flower, scaler)
         _supervise(stop, processes, scaler, registry, store, status_interval)
     finally:
         click.echo("stopping ...")
         if metrics_server is not None:
             metrics_server.shutdown()
-        processes.stop_all()
-        scaler.stop_all()
+        if processes is not None:
+            processes.stop_all()
+        if scaler is not None:
+            scaler.stop_all()
         stack.stop()
         registry.close()
         if store is not None:
@@ -180,10 +238,11 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
         click.echo("stopped; nothing left running.")
 
 
-def _supervise(stop: threading.Event, processes: Processes, scaler: LocalScaler,
-               registry: Registry, store: GraphStore, status_interval: float) -> None:
-    # Beat decides desired workers per client; the local reconciler makes them so (and
-    # restarts workers that died). It runs here: the local scaler owns the workers.
+def _supervise(stop: threading.Event, processes: Processes,
+               scaler: LocalScaler | LocalFleetScaler, registry: Registry, store: GraphStore,
+               status_interval: float) -> None:
+    # Beat decides desired workers per client; the reconciler makes them so (and restarts
+    # workers that died). It runs here: this process owns the workers, fleet or not.
     next_status = time.monotonic() + min(status_interval, 3.0)
 
     def each_pass() -> None:

@@ -138,16 +138,82 @@ def _images(obj: Any, images: list[dict[str, str]]) -> None:
                 container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
 
 
+def _selected(obj: dict[str, Any], select: dict[str, Any]) -> bool:
+    metadata = obj["metadata"]
+    return (obj["kind"] == select["kind"] and metadata["name"] == select["name"]
+            and select.get("namespace", metadata.get("namespace")) == metadata.get("namespace"))
+
+
+def _json_patch(obj: dict[str, Any], operation: dict[str, Any]) -> None:
+    """One JSON 6902 operation (add, replace, remove) on a path of object keys."""
+    *parents, last = operation["path"].strip("/").split("/")
+    for key in parents:
+        obj = obj[key]
+    if operation["op"] == "remove":
+        del obj[last]
+    elif operation["op"] == "replace":
+        assert last in obj, operation
+        obj[last] = operation["value"]
+    else:
+        assert operation["op"] == "add", operation
+        obj[last] = operation["value"]
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _patch(objects: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """kustomize's ``patches:`` entry with an inline patch: JSON 6902 operations on the
+    targets, or a strategic merge patch (``$patch: delete`` drops the object)."""
+    patch = yaml.safe_load(entry["patch"])
+    if isinstance(patch, list):
+        targets = [o for o in objects if _selected(o, entry["target"])]
+        assert targets, entry
+        for obj in targets:
+            for operation in patch:
+                _json_patch(obj, operation)
+        return objects
+    select = {"kind": patch["kind"], **patch["metadata"]}
+    assert [o for o in objects if _selected(o, select)], entry
+    if patch.get("$patch") == "delete":
+        return [o for o in objects if not _selected(o, select)]
+    for obj in objects:
+        if _selected(obj, select):
+            _merge(obj, patch)
+    return objects
+
+
+def _resources(directory: Path, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = []
+    for resource in spec.get("resources", []):
+        path = directory / resource
+        if path.is_dir():
+            objects.extend(render_kustomization(path))
+        else:
+            objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return objects
+
+
 def render_kustomization(directory: Path = DEPLOY) -> list[dict[str, Any]]:
-    """What ``kustomize build`` makes of the base, for what it uses: resources, images
-    and replacements (in kustomize's order: images before replacements). Checked against
+    """What ``kustomize build`` makes of a kustomization, for what kgcelery's use:
+    resources (files and directories), components, inline patches, images and
+    replacements (in kustomize's order: images before replacements). Checked against
     the real kustomize by tests/test_deploy_k8s.py wherever one is installed."""
     spec = kustomization(directory)
-    objects: list[dict[str, Any]] = []
-    for resource in spec["resources"]:
-        objects.extend(doc for doc in yaml.safe_load_all((directory / resource).read_text())
-                       if doc)
-    objects = copy.deepcopy(objects)
+    objects = copy.deepcopy(_resources(directory, spec))
+    for component in spec.get("components", []):
+        # A Component adds its resources and patches what was accumulated.
+        inner = kustomization(directory / component)
+        objects += copy.deepcopy(_resources(directory / component, inner))
+        for entry in inner.get("patches", []):
+            objects = _patch(objects, entry)
+    for entry in spec.get("patches", []):
+        objects = _patch(objects, entry)
     for obj in objects:
         _images(obj, spec.get("images", []))
     for replacement in spec.get("replacements", []):

@@ -165,6 +165,36 @@ def test_a_worker_of_several_queues_does_not_wait_on_the_empty_one(broker_url: s
     assert time.monotonic() - started < 8, "waited on the empty queue between messages"
 
 
+def test_a_task_published_with_a_priority_is_still_taken(broker_url: str) -> None:
+    # Takes name the priority-0 lists only, and kombu's priority lists once a second: a
+    # task someone published with a priority (kgcelery never does) is not left behind,
+    # also when it comes while the worker is already taking.
+    client = redis.Redis.from_url(broker_url)
+    got: list[int] = []
+    with Connection(broker_url, transport=Transport) as conn:
+        def on_message(body: dict[str, int], message: object) -> None:
+            got.append(body["n"])
+            message.ack()  # type: ignore[attr-defined]
+
+        queue = Queue("client.urgent", Exchange("client.urgent", type="direct"),
+                      routing_key="client.urgent")
+        with conn.Consumer([Queue("fleet.idle"), queue], callbacks=[on_message],
+                           accept=["json"]) as consumer:
+            consumer.qos(prefetch_count=1)
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=1)  # a few takes of nothing first
+            with Connection(broker_url) as publisher:
+                publisher.Producer().publish({"n": 9}, exchange=queue.exchange,
+                                             routing_key="client.urgent", serializer="json",
+                                             priority=9)  # into client.urgent\x06\x169
+            deadline = time.monotonic() + 15
+            while not got and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=2)
+    assert got == [9]
+    assert client.hlen("unacked") == 0
+
+
 def test_messages_consumed_without_acks_are_not_recorded(broker_url: str) -> None:
     # Celery's reply queues (inspect, mingle) are consumed with no_ack: recording their
     # messages would restore them, as if never delivered, after the visibility timeout.

@@ -25,6 +25,7 @@ from tests.deploy_support import DEPLOY, ROOT, config_env, pod_specs, render_kus
 from tests.test_deploy_k8s import (
     CLIENT_IDS,
     SECRETS_OF,
+    fleet_overlay,
     pod_security_violations,
     validate_kubernetes,
     validate_scaled_object,
@@ -117,6 +118,39 @@ def test_defaults_render_the_kustomize_base(helm: str, tmp_path: Path) -> None:
     assert [_key(o) for o in chart] == [_key(o) for o in base]
     for mine, theirs in zip(chart, base, strict=True):
         assert mine == theirs, _key(mine)
+
+
+def test_a_fleet_renders_the_kustomize_fleet_component(helm: str, tmp_path: Path) -> None:
+    chart = sorted((without_helm(o) for o in render(helm, tmp_path,
+                                                     {"workers": {"mode": "fleet"}})), key=_key)
+    base = sorted(render_kustomization(fleet_overlay(tmp_path)), key=_key)
+    assert [_key(o) for o in chart] == [_key(o) for o in base]
+    for mine, theirs in zip(chart, base, strict=True):
+        assert mine == theirs, _key(mine)
+
+
+def test_a_production_fleet_is_sized_by_its_values(helm: str, tmp_path: Path) -> None:
+    values = {**PRODUCTION, "scaling": {"globalMaxWorkers": 40},
+              "workers": {"mode": "fleet", "fleet": {"replicas": 6, "concurrency": 4}}}
+    objects = render(helm, tmp_path, values)
+    assert not {o["kind"] for o in objects} & {"Role", "RoleBinding", "ServiceAccount"}
+    for obj in objects:
+        if obj["kind"] not in ("PodMonitor", "TriggerAuthentication"):
+            validate_kubernetes(obj)
+    [fleet] = [o for o in objects if o["kind"] == "Deployment"
+               and o["metadata"]["name"] == "kgcelery-fleet"]
+    assert fleet["spec"]["replicas"] == 6
+    args = fleet["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--concurrency") + 1] == "4"
+    env = config_env(objects, "kgcelery")
+    assert env == config_env(objects, "kgcelery-workers")
+    assert (env["KGCELERY_SCALER_BACKEND"], env["KGCELERY_SCALE_MAX_WORKERS"],
+            env["KGCELERY_SCALE_GLOBAL_MAX_WORKERS"]) == ("celery", "6", "40")
+    for name, pod in pod_specs(objects).items():
+        assert pod_security_violations(pod) == [], name
+    refused = subprocess.run([helm, "template", "kg", str(CHART), "--set",
+                              "workers.mode=both"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "workers.mode must be perClient or fleet" in refused.stderr
 
 
 def test_production_values_render_valid_least_privilege_objects(helm: str,

@@ -9,6 +9,7 @@ the scaler calls, and nothing else.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -22,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgcelery.clients import CLIENT_ID_PATTERN
+from kgcelery.control.scalers.fleet import FLEET_IDLE_QUEUE
 from kgcelery.control.scalers.k8s import REDIS_TRIGGER_AUTH, KubernetesScaler, Templates
 from kgcelery.settings import Settings
 from tests.deploy_support import (
@@ -403,6 +405,7 @@ SECRETS_OF = {
     "kgcelery-flower": {"kgcelery-broker", "kgcelery-flower"},
     # Workers write the graph and dead-letter to Kafka.
     "kgcelery-worker": {"kgcelery-broker", "kgcelery-graph", "kgcelery-kafka"},
+    "kgcelery-fleet": {"kgcelery-broker", "kgcelery-graph", "kgcelery-kafka"},
 }
 
 
@@ -534,3 +537,57 @@ def test_keda_mode_states_the_global_cap_it_cannot_enforce(
         caplog.clear()
         scaler.apply({"af-9": 1, "yes": 1, "bq-2": 1})
         assert not caplog.text, "said once"
+
+
+# -- the fleet component: a worker fleet instead of a Deployment per client ----------------
+def fleet_overlay(tmp_path: Path, images: list[dict[str, str]] | None = None) -> Path:
+    """An operator's kustomization, outside deploy/: the base and the fleet component."""
+    shutil.copytree(DEPLOY, tmp_path / "kgcelery" / "deploy")
+    overlay = tmp_path / "ops"
+    overlay.mkdir()
+    spec: dict[str, Any] = {"resources": ["../kgcelery/deploy"],
+                            "components": ["../kgcelery/deploy/fleet"]}
+    if images:
+        spec["images"] = images
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+    return overlay
+
+
+def test_the_fleet_component_swaps_the_client_deployments_for_a_fleet(tmp_path: Path) -> None:
+    overlay = fleet_overlay(tmp_path, [{"name": "kgcelery", "newName": "registry.example/kg",
+                                        "newTag": "1.2.3"}])
+    objects = render_kustomization(overlay)
+    for obj in objects:
+        validate_kubernetes(obj)
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & {"Role", "RoleBinding", "ServiceAccount"}, "a fleet needs no API access"
+    pods = pod_specs(objects)
+    fleet = pods["kgcelery-fleet"]
+    for name, pod in pods.items():
+        assert pod_security_violations(pod) == [], name
+        assert pod.get("automountServiceAccountToken") is False, name
+        assert "serviceAccountName" not in pod, name
+        for container in pod["containers"]:
+            assert container["image"] == "registry.example/kg:1.2.3", name
+            assert _secret_names(container) == SECRETS_OF[name], name
+    # The settings send the client queues to the fleet, and the fleet is what they find.
+    env = config_env(objects, "kgcelery")
+    assert env == config_env(objects, "kgcelery-workers")
+    assert not [k for k in env if k.startswith("KGCELERY_KUBERNETES_")]
+    s = Settings.model_validate({k.removeprefix("KGCELERY_").lower(): v
+                                 for k, v in env.items()})
+    [deployment] = [o for o in objects if o["metadata"]["name"] == "kgcelery-fleet"
+                    and o["kind"] == "Deployment"]
+    assert s.scaler_backend == "celery"
+    assert s.scale_max_workers == deployment["spec"]["replicas"]
+    args = fleet["containers"][0]["args"]
+    assert args[args.index("-Q") + 1] == FLEET_IDLE_QUEUE
+    assert fnmatch.fnmatchcase(args[args.index("-n") + 1].replace("%h", "kgcelery-fleet-x"),
+                               s.fleet_worker_pattern)
+    assert _role(fleet["containers"][0]) == "worker"
+    assert any(o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "kgcelery-fleet"
+               for o in objects)
+    if kustomize_command() is None:
+        pytest.skip("no kustomize or kubectl here: the component was rendered by "
+                    "tests/deploy_support.render_kustomization only")
+    assert sorted(kustomize_build(overlay), key=_key) == sorted(objects, key=_key)

@@ -1,5 +1,6 @@
 """``kgcelery up`` as an operator runs it: the demo's clients fill their graphs, the
-status says so, and Ctrl-C leaves nothing running."""
+status says so, and Ctrl-C leaves nothing running; with per-client workers (what
+``auto`` picks for the demo's three clients) and with a fleet."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def _clients_with_graphs(log: Path) -> set[str]:
             if int(events) > 0 and int(objects) > 0}
 
 
-def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "fleet"])
+def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: Path,
+                                                                       mode: str) -> None:
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")}
     env.update(KGCELERY_STATE_DIR=str(state),
@@ -38,7 +41,8 @@ def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: 
                KGCELERY_FLOWER_PORT=str(free_port()))
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "kgcelery", "up", "--status-interval", "2"],
+        up = subprocess.Popen([sys.executable, "-m", "kgcelery", "up", "--status-interval", "2",
+                               "--worker-mode", mode, "--fleet-size", "2"],
                               stdout=out, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True)
     try:
@@ -53,6 +57,11 @@ def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: 
             up.wait()
     shown = log.read_text()
     assert "stopped; nothing left running." in shown
+    if mode == "fleet":
+        # The two fleet workers consumed the three clients' queues.
+        assert "a fleet of 2" in shown and "fleet: 2/2 workers, 3 client queues" in shown
+    else:
+        assert "fleet:" not in shown and "per client, sized by beat" in shown
     left = [pid_file.name for pid_file in (state / "run").glob("*.pid")
             if (pid := read_pid(pid_file)) is not None and pid_alive(pid)]
     assert not left, f"still running after Ctrl-C: {left}"

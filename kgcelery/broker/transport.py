@@ -18,6 +18,15 @@ so it is still one round trip. Whatever happens after the script, the message is
 Needs Redis 6.2 (``BLMOVE``). Everything else (acks, rejects, restores, priorities,
 fanout) is kombu's.
 
+kombu keeps each queue in four lists, one per priority step, and its ``BRPOP`` names all
+four of every queue consumed. kgcelery publishes at priority 0 only (the bridge's
+envelope, Celery's retries and restores keep it), so the other lists are empty but for
+a task someone else published with a priority. A take therefore names only the
+priority-0 lists, and the four lists of each queue at most every
+:data:`PRIORITY_RECHECK_S` (and on the synchronous path): a fleet worker consuming
+1,000 client queues hands Redis 1,000 keys per take instead of 4,000, and a task in a
+priority list is still taken, at most that much later (docs/BENCHMARKS.md, fleet take).
+
 A full Redis (``maxmemory`` reached under ``noeviction``, where the bridge's writes are
 refused and it pauses) refuses ``BLMOVE`` too, but not the take, which frees what it
 moves: the workers then take without waiting, pausing between empty polls, and so
@@ -46,6 +55,15 @@ TAKE = load_script("take")
 #: they pause after a take that found nothing meanwhile.
 FULL_RECHECK_S = 5.0
 FULL_PAUSE_S = 0.5
+#: How often a take also looks at kombu's priority lists (see the module docstring).
+PRIORITY_RECHECK_S = 1.0
+#: An idle worker of several queues (a fleet worker) waits on one of them; a task in
+#: another is seen at its next take. So its wait is cut to this per queue it consumes,
+#: at least WAIT_MIN_S and at most the poll timeout (1 s): on an idle fleet worker of a
+#: few queues a task waits ~0.1 s, not 1 s, and the takes of an idle worker cost Redis
+#: 0.4-6 ms per second from 5 to 1,000 queues (docs/BENCHMARKS.md, fleet-idle).
+WAIT_PER_QUEUE_S = 0.001
+WAIT_MIN_S = 0.1
 
 
 def _is_full(exc: redis.ResponseError) -> bool:
@@ -87,6 +105,8 @@ class Channel(kombu_redis.Channel):
     # commands in flight begin with a wait.
     _full_until: float = 0.0
     _waiting: bool = True
+    # When a take next names the priority lists too (see the module docstring).
+    _priorities_at: float = 0.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Queues consumed without acknowledgements: what is taken from them is not
@@ -109,17 +129,26 @@ class Channel(kombu_redis.Channel):
         finally:
             self._get_no_ack = False
 
-    def _take_command(self, queues: list[str], timeout: float) -> list[tuple[Any, ...]]:
+    def _steps_to_take_from(self, every_step: bool) -> list[int]:
+        """Priority 0 only, or every step when asked or when the recheck is due."""
+        now = time.monotonic()
+        if every_step or now >= self._priorities_at:
+            self._priorities_at = now + PRIORITY_RECHECK_S
+            return list(self.priority_steps)
+        return list(self.priority_steps[:1])
+
+    def _take_command(self, queues: list[str], timeout: float, *,
+                      every_step: bool = False) -> list[tuple[Any, ...]]:
         """The wait (when ``timeout`` and Redis is not full) and the take."""
         if self.global_keyprefix:
             raise ValueError("kgcelery's transport does not support global_keyprefix")
-        pairs = [(self._q_for_pri(queue, pri), queue) for pri in self.priority_steps
-                 for queue in queues]
+        pairs = [(self._q_for_pri(queue, pri), queue)
+                 for pri in self._steps_to_take_from(every_step) for queue in queues]
         keys = [key for key, _queue in pairs]
         record = ["0" if self._get_no_ack or queue in self._noack_queues else "1"
                   for _key, queue in pairs]
         # Only one queue can be waited on without taking from it; the take then looks at
-        # all of them, so a message elsewhere waits at most one poll timeout (1 s).
+        # all of them, so a message elsewhere waits at most one wait (see WAIT_PER_QUEUE_S).
         watched = self._ready_key if self._ready_key in keys else keys[0]
         wait = ("BLMOVE", watched, watched, "RIGHT", "RIGHT", timeout)
         take = ("EVAL", TAKE, len(keys) + 3, self.unacked_key, self.unacked_index_key,
@@ -149,8 +178,11 @@ class Channel(kombu_redis.Channel):
         connection = self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
         # Never 0 (BLMOVE would block for good): _brpop_read always reads two replies.
+        wait = timeout or 1
+        if len(queues) > 1:
+            wait = min(wait, max(WAIT_MIN_S, len(queues) * WAIT_PER_QUEUE_S))
         connection.send_packed_command(
-            connection.pack_commands(self._take_command(queues, timeout or 1)))
+            connection.pack_commands(self._take_command(queues, wait)))
 
     def _brpop_read(self, **options: Any) -> bool:
         connection = self.client.connection
@@ -195,7 +227,7 @@ class Channel(kombu_redis.Channel):
     def _get(self, queue: str, timeout: Any = None) -> Any:
         """The synchronous path (``basic_get``, polling consumers): the same script."""
         with self.conn_or_acquire() as client:
-            taken = client.execute_command(*self._take_command([queue], 0)[0])
+            taken = client.execute_command(*self._take_command([queue], 0, every_step=True)[0])
             self._maybe_update_queues_expire(client, queue)
         if not taken:
             raise kombu_redis.Empty()

@@ -47,10 +47,26 @@ def broker() -> TaskBroker:
     return _broker
 
 
+#: No budget on queue assignments (see :func:`policy_of`).
+UNBOUNDED = 2**31
+
+
+def on_a_fleet(s: Settings) -> bool:
+    """Whether a client's workers are its queue on fleet workers (deployed fleets run
+    the ``celery`` backend; ``kgcelery up`` in fleet mode reconciles in its own process)."""
+    return s.scaler_backend == "celery" or s.worker_mode == "fleet"
+
+
 def policy_of(s: Settings) -> ScalingPolicy:
+    # On a fleet, a "worker" of a client is its queue on one of a fixed number of fleet
+    # processes: that number is the budget of processes (at most the global max), and
+    # every client with work has its queue consumed, all shared in turn by the transport.
+    # Budgeting the assignments as well would leave clients with work out, waiting turns
+    # of a cooldown each, while the fleet has room.
+    global_max = UNBOUNDED if on_a_fleet(s) else s.scale_global_max_workers
     return ScalingPolicy(target_per_worker=s.scale_target_records_per_worker,
                          min_workers=s.scale_min_workers, max_workers=s.scale_max_workers,
-                         global_max=s.scale_global_max_workers, cooldown_s=s.scale_cooldown_s,
+                         global_max=global_max, cooldown_s=s.scale_cooldown_s,
                          hysteresis=s.scale_hysteresis, idle_grace_s=s.scale_idle_grace_s)
 
 

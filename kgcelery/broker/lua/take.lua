@@ -29,11 +29,16 @@ for i = 4, #KEYS do
       tag = ''
     end
     -- A queue that still has messages: the next wait is on it, so it returns at once.
+    -- This one first (a backlog usually has more), then the others in order.
     local ready = ''
-    for j = 4, #KEYS do
-      if redis.call('LLEN', KEYS[j]) > 0 then
-        ready = KEYS[j]
-        break
+    if redis.call('LLEN', KEYS[i]) > 0 then
+      ready = KEYS[i]
+    else
+      for j = 4, #KEYS do
+        if j ~= i and redis.call('LLEN', KEYS[j]) > 0 then
+          ready = KEYS[j]
+          break
+        end
       end
     end
     return {KEYS[i], message, tag, ready}

@@ -26,6 +26,10 @@ from kgcelery.control.observe import active_queues
 
 log = logging.getLogger(__name__)
 
+#: The queue fleet workers start on: nothing is ever published to it, so a fleet worker
+#: without client queues waits there (Celery needs at least one queue to consume).
+FLEET_IDLE_QUEUE = "fleet.idle"
+
 
 class FleetScaler:
     """Assigns client queues to fleet workers through Celery remote control."""

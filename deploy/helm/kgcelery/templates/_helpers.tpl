@@ -1,3 +1,12 @@
+{{/* "true" when the workers are a fleet (workers.mode), "" for per-client workers. */}}
+{{- define "kgcelery.fleet" -}}
+{{- if eq .Values.workers.mode "fleet" -}}
+true
+{{- else if ne .Values.workers.mode "perClient" -}}
+{{- fail (printf "workers.mode must be perClient or fleet, not %q" .Values.workers.mode) -}}
+{{- end -}}
+{{- end }}
+
 {{/* The image of every role and of the per-client workers. */}}
 {{- define "kgcelery.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag }}
@@ -58,11 +67,18 @@ KGCELERY_GRAPH_BACKEND: neo4j
 KGCELERY_GRAPH_URI: {{ .Values.neo4j.uri | quote }}
 KGCELERY_GRAPH_USER: {{ .Values.neo4j.user | quote }}
 KGCELERY_GRAPH_TENANCY: {{ .Values.neo4j.tenancy | quote }}
+{{- if include "kgcelery.fleet" . }}
+KGCELERY_SCALER_BACKEND: celery
+{{- if eq (toString .Values.scaling.maxWorkers) "" }}
+KGCELERY_SCALE_MAX_WORKERS: {{ .Values.workers.fleet.replicas | toString | quote }}
+{{- end }}
+{{- else }}
 KGCELERY_SCALER_BACKEND: kubernetes
 KGCELERY_KUBERNETES_NAMESPACE: {{ .Values.namespaces.workers | quote }}
 KGCELERY_KUBERNETES_MODE: {{ .Values.scaling.mode | quote }}
 KGCELERY_KUBERNETES_TEMPLATE_DIR: /app/deploy
 KGCELERY_KUBERNETES_WORKER_IMAGE: {{ include "kgcelery.image" . | quote }}
+{{- end }}
 KGCELERY_LIVENESS_DIR: /tmp
 KGCELERY_BRIDGE_METRICS_PORT: {{ .Values.bridge.metricsPort | quote }}
 KGCELERY_CONTROL_METRICS_PORT: {{ .Values.controlWorker.metricsPort | quote }}
