@@ -156,6 +156,33 @@ def test_batches_close_on_bytes_and_on_age() -> None:
     assert batcher.pending_bytes == 0 and batcher.drain() == []
 
 
+def test_a_backlogged_clients_batch_waits_longer_to_grow() -> None:
+    batcher = Batcher(max_records=100, max_bytes=10_000, max_wait=0.2, backlog_wait=1.0)
+    batcher.add(_routed("behind"), _seg(0), 0, now=0.0)
+    batcher.add(_routed("keeps-up"), _seg(0), 1, now=0.0)
+    batcher.add(_routed("behind"), _seg(0), 2, now=0.1)
+
+    def backlogged(client: str) -> bool:
+        return client == "behind"
+
+    assert [b.client_id for b in batcher.due(0.2, backlogged)] == ["keeps-up"]
+    assert batcher.due(0.9, backlogged) == []
+    [grown] = batcher.due(1.0, backlogged)
+    assert grown.client_id == "behind" and len(grown.records) == 2
+
+
+def test_a_queue_depth_read_before_publishing_says_whether_a_client_is_backlogged() -> None:
+    from kgcelery.bridge.quota import QueueQuota
+
+    depths = {"behind": 3, "keeps-up": 0}
+    quota = QueueQuota(depths.__getitem__, ceiling=100, hard_limit=0)
+    assert not quota.backlogged("behind"), "nothing read yet: not held back"
+    quota.depth("behind")
+    quota.depth("keeps-up")
+    quota.published("keeps-up")  # its own fresh task does not make it backlogged
+    assert quota.backlogged("behind") and not quota.backlogged("keeps-up")
+
+
 def test_values_are_json_round_trippable_for_celery() -> None:
     raw = json.dumps({"a": [1, 2.5, None]}).encode()
     routed = _classify("raw.k8s.events", b"af-9::e", raw)

@@ -1,12 +1,17 @@
 """Group routed records into batches per (client, kind): pure, the clock is passed in.
 
 A batch is ready when it reaches ``max_records`` or ``max_bytes``, or when its oldest
-record has waited ``max_wait`` seconds.
+record has waited ``max_wait`` seconds; ``backlog_wait`` seconds instead while its
+client's queue holds tasks no worker has taken yet. Publishing sooner would not get
+those records written sooner (they would queue behind the backlog), and a few larger
+tasks cost the graph far fewer statements than many small ones (on Neo4j each
+statement is a round trip: docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,10 +64,13 @@ class Batch:
 class Batcher:
     """Holds open batches; hands them out when they are ready."""
 
-    def __init__(self, *, max_records: int, max_bytes: int, max_wait: float) -> None:
+    def __init__(self, *, max_records: int, max_bytes: int, max_wait: float,
+                 backlog_wait: float | None = None) -> None:
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.max_wait = max_wait
+        self.backlog_wait = max(max_wait, backlog_wait if backlog_wait is not None
+                                else max_wait)
         self._open: dict[tuple[str, str], Batch] = {}
         self.pending_bytes = 0
         self.pending_records = 0
@@ -81,10 +89,16 @@ class Batcher:
             return self._take(key)
         return None
 
-    def due(self, now: float) -> list[Batch]:
-        """Batches whose oldest record has waited long enough."""
-        keys = [key for key, batch in self._open.items()
-                if now - batch.started_at >= self.max_wait]
+    def due(self, now: float, backlogged: Callable[[str], bool] = lambda _client: False
+            ) -> list[Batch]:
+        """Batches whose oldest record has waited long enough: ``max_wait``, or
+        ``backlog_wait`` for a client that ``backlogged`` says has tasks waiting."""
+        keys = []
+        for key, batch in self._open.items():
+            waited = now - batch.started_at
+            if waited >= self.backlog_wait or (
+                    waited >= self.max_wait and not backlogged(batch.client_id)):
+                keys.append(key)
         return [self._take(key) for key in keys]
 
     def drain_kinds(self, kinds: frozenset[str]) -> list[Batch]:

@@ -63,6 +63,12 @@ class QueueQuota:
             log.info("client %s is back under its queue ceiling (%d tasks)", client_id, depth)
         return depth
 
+    def backlogged(self, client_id: str) -> bool:
+        """True when the client's queue held tasks at the last read (at most a second
+        ago, or as old as its last publication): its workers are behind."""
+        cached = self._depths.get(client_id)
+        return cached is not None and cached[1] > 0
+
     def refuses(self, client_id: str) -> bool:
         """True when the client is over its hard limit (records go to the DLQ)."""
         return bool(self.hard_limit) and self.depth(client_id) > self.hard_limit

@@ -123,7 +123,8 @@ class Bridge:
         self.consumer = consumer or Consumer(consumer_config(settings))
         self.batcher = Batcher(max_records=settings.batch_max_records,
                                max_bytes=settings.batch_max_bytes,
-                               max_wait=settings.batch_max_wait_s)
+                               max_wait=settings.batch_max_wait_s,
+                               backlog_wait=settings.batch_backlog_wait_s)
         self.offsets = OffsetTracker()
         self.metrics = metrics or BridgeMetrics()
         self.guard = SourceGuard(max_ratio=settings.dlq_guard_ratio,
@@ -185,7 +186,7 @@ class Bridge:
             self._deliver(released)
         for level, notice in self.guard.end_poll(now):
             log.log(level, notice)
-        due = self.batcher.due(now)
+        due = self.batcher.due(now, self.quota.backlogged)
         for batch in due:
             self.quota.published(batch.client_id)
         self._deliver(due)
@@ -307,6 +308,10 @@ class Bridge:
             self._undelivered.extend(batches)  # keep order behind earlier failures
             return
         tasks = [batch for batch in batches if batch.kind not in CONTROL_KINDS]
+        for client_id in {batch.client_id for batch in tasks}:
+            # Read before publishing (at most once a second): what waits from earlier
+            # tasks, for the ceiling report and backlog-aware batching (batcher.py).
+            self.quota.depth(client_id)
         try:
             for batch in batches:
                 if batch.kind in CONTROL_KINDS:
@@ -322,7 +327,6 @@ class Bridge:
             batch.settle()
             self.metrics.routed_batch(batch.client_id, batch.kind, len(batch.records),
                                       now - batch.started_at)
-            self.quota.depth(batch.client_id)  # reports a client over its ceiling
 
     def _apply_control(self, batch: Batch) -> None:
         """Apply registry and heartbeat records; settle the batch (idempotent to repeat)."""
