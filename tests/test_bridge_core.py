@@ -183,6 +183,28 @@ def test_a_queue_depth_read_before_publishing_says_whether_a_client_is_backlogge
     assert quota.backlogged("behind") and not quota.backlogged("keeps-up")
 
 
+def test_the_depths_a_delivery_needs_are_read_together_once_a_second() -> None:
+    from kgcelery.bridge.quota import QueueQuota
+
+    reads: list[list[str]] = []
+    now = [0.0]
+
+    def depths_of(ids: list[str]) -> dict[str, int]:
+        reads.append(ids)
+        return dict.fromkeys(ids, 2)
+
+    quota = QueueQuota(lambda _c: 0, ceiling=100, hard_limit=0, clock=lambda: now[0],
+                       depths_of=depths_of)
+    quota.refresh({"b-1", "a-1"})
+    quota.refresh({"a-1", "c-1"})  # a-1 read half a second ago: only c-1
+    now[0] = 0.5
+    quota.refresh({"a-1", "b-1", "c-1"})
+    now[0] = 1.0
+    quota.refresh({"a-1", "b-1", "c-1"})
+    assert reads == [["a-1", "b-1"], ["c-1"], ["a-1", "b-1", "c-1"]]
+    assert quota.depth("a-1") == 2 and quota.backlogged("c-1")
+
+
 def test_values_are_json_round_trippable_for_celery() -> None:
     raw = json.dumps({"a": [1, 2.5, None]}).encode()
     routed = _classify("raw.k8s.events", b"af-9::e", raw)

@@ -364,3 +364,7 @@ def test_work_of_many_clients_counts_each_ones_queue_flight_and_records(
     assert work["w-idle"] == QueueWork(queued=0, in_flight=0, records=0)
     assert work["w-urgent"] == QueueWork(queued=1, in_flight=0, records=100)
     assert broker.work_of([], default_records_per_task=1) == {}
+    # The bridge's view: what waits per client, all priorities, read in one round trip.
+    assert broker.queue_depths(["w-busy", "w-flying", "w-idle", "w-urgent"]) == {
+        "w-busy": 3, "w-flying": 0, "w-idle": 0, "w-urgent": 1}
+    assert broker.queue_depths([]) == {}

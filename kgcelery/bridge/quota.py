@@ -20,11 +20,16 @@ class QueueQuota:
     """:param depth_of: reads a client's queue depth (tasks waiting) from the broker.
     :param ceiling: depth above which a client is reported (log + metric).
     :param hard_limit: depth above which records are refused; 0 means never.
+    :param depths_of: reads several clients' depths at once (one round trip): what
+        :meth:`refresh` uses, so that a bridge publishing for 1,000 clients does not
+        make 1,000 round trips a second.
     """
 
     def __init__(self, depth_of: Callable[[str], int], *, ceiling: int, hard_limit: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 depths_of: Callable[[list[str]], dict[str, int]] | None = None) -> None:
         self.depth_of = depth_of
+        self.depths_of = depths_of or (lambda ids: {c: depth_of(c) for c in ids})
         self.ceiling = ceiling
         self.hard_limit = hard_limit
         self.clock = clock
@@ -45,12 +50,36 @@ class QueueQuota:
         try:
             depth = self.depth_of(client_id)
         except (redis.RedisError, OSError) as exc:
-            # The broker is away (publishing holds and retries meanwhile): the last depth
-            # known stands, read again in a second.
-            log.debug("queue depth of %s unknown: %s", client_id, exc)
-            last = cached[1] if cached is not None else 0
-            self._depths[client_id] = (now, last)
-            return last + self._published.get(client_id, 0)
+            return self._unknown(client_id, now, exc)
+        self._read(client_id, now, depth)
+        return depth
+
+    def refresh(self, client_ids: set[str]) -> None:
+        """Read the depths of these clients that are older than a second, together."""
+        now = self.clock()
+        stale = sorted(c for c in client_ids
+                       if (cached := self._depths.get(c)) is None or now - cached[0] >= REFRESH_S)
+        if not stale:
+            return
+        try:
+            depths = self.depths_of(stale)
+        except (redis.RedisError, OSError) as exc:
+            for client_id in stale:
+                self._unknown(client_id, now, exc)
+            return
+        for client_id in stale:
+            self._read(client_id, now, depths.get(client_id, 0))
+
+    def _unknown(self, client_id: str, now: float, exc: Exception) -> int:
+        # The broker is away (publishing holds and retries meanwhile): the last depth
+        # known stands, read again in a second.
+        log.debug("queue depth of %s unknown: %s", client_id, exc)
+        cached = self._depths.get(client_id)
+        last = cached[1] if cached is not None else 0
+        self._depths[client_id] = (now, last)
+        return last + self._published.get(client_id, 0)
+
+    def _read(self, client_id: str, now: float, depth: int) -> None:
         self._depths[client_id] = (now, depth)
         self._published[client_id] = 0
         if depth > self.ceiling and client_id not in self.over_ceiling:
@@ -61,7 +90,6 @@ class QueueQuota:
         elif depth <= self.ceiling and client_id in self.over_ceiling:
             self.over_ceiling.discard(client_id)
             log.info("client %s is back under its queue ceiling (%d tasks)", client_id, depth)
-        return depth
 
     def backlogged(self, client_id: str) -> bool:
         """True when the client's queue held tasks at the last read (at most a second

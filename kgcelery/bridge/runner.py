@@ -132,7 +132,8 @@ class Bridge:
         self._kcat_clients: set[str] = set()
         self.quota = QueueQuota(self.publisher.queue_depth,
                                 ceiling=settings.client_queue_ceiling,
-                                hard_limit=settings.client_queue_hard_limit)
+                                hard_limit=settings.client_queue_hard_limit,
+                                depths_of=self.publisher.queue_depths)
         self._undelivered: list[Batch] = []
         self._attempts = 0  # failed attempts to publish in a row
         # Records of clients not registered (yet), held for UNREGISTERED_GRACE_S: an
@@ -308,10 +309,10 @@ class Bridge:
             self._undelivered.extend(batches)  # keep order behind earlier failures
             return
         tasks = [batch for batch in batches if batch.kind not in CONTROL_KINDS]
-        for client_id in {batch.client_id for batch in tasks}:
-            # Read before publishing (at most once a second): what waits from earlier
-            # tasks, for the ceiling report and backlog-aware batching (batcher.py).
-            self.quota.depth(client_id)
+        # Read before publishing (at most once a second per client, all in one round
+        # trip): what waits from earlier tasks, for the ceiling report and backlog-aware
+        # batching (batcher.py).
+        self.quota.refresh({batch.client_id for batch in tasks})
         try:
             for batch in batches:
                 if batch.kind in CONTROL_KINDS:

@@ -72,6 +72,10 @@ class TaskBroker(ABC):
     def queue_depth(self, client_id: str) -> int:
         """Tasks waiting in a client's queue (not those a worker holds)."""
 
+    def queue_depths(self, client_ids: list[str]) -> dict[str, int]:
+        """:meth:`queue_depth` of several clients (backends read them in one round trip)."""
+        return {client_id: self.queue_depth(client_id) for client_id in client_ids}
+
     @abstractmethod
     def work_of(self, client_ids: Iterable[str], *,
                 default_records_per_task: int) -> dict[str, QueueWork]:

@@ -55,6 +55,18 @@ def queue_depth(client: redis.Redis, client_id: str) -> int:
     return int(sum(pipe.execute()))
 
 
+def queue_depths(client: redis.Redis, client_ids: list[str]) -> dict[str, int]:
+    """:func:`queue_depth` of several clients, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for client_id in client_ids:
+        for name in priority_lists(queue_for(client_id)):
+            pipe.llen(name)
+    lengths = pipe.execute()
+    steps = len(lengths) // len(client_ids) if client_ids else 0
+    return {client_id: int(sum(lengths[i * steps:(i + 1) * steps]))
+            for i, client_id in enumerate(client_ids)}
+
+
 def in_flight(client: redis.Redis) -> dict[str, int]:
     """Tasks delivered to a worker and not yet acknowledged, per client."""
     flat = client.eval(_IN_FLIGHT, 2, UNACKED_KEY, IN_FLIGHT_KEY)
@@ -183,6 +195,9 @@ class RedisBroker(TaskBroker):
 
     def queue_depth(self, client_id: str) -> int:
         return queue_depth(self.redis, client_id)
+
+    def queue_depths(self, client_ids: list[str]) -> dict[str, int]:
+        return queue_depths(self.redis, client_ids)
 
     def work_of(self, client_ids: Iterable[str], *,
                 default_records_per_task: int) -> dict[str, QueueWork]:
