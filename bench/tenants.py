@@ -177,6 +177,7 @@ MODES = ("control", "fleet", "local")
 
 def control(sizes: list[int], rounds: int) -> None:
     """The ``tenants-control-<n>`` lines: the loops alone, over one redis-server."""
+    saved = dict(os.environ)
     with tempfile.TemporaryDirectory() as state:
         server, port = start_redis(state)
         try:
@@ -190,6 +191,9 @@ def control(sizes: list[int], rounds: int) -> None:
         finally:
             server.terminate()
             server.wait(10)
+            # The end-to-end runs start their own stack: not this Redis.
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def end_to_end(n: int, mode: str, args: argparse.Namespace) -> str:
