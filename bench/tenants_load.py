@@ -175,6 +175,13 @@ def written(broker: redis.Redis, clients: list[str]) -> dict[int, int]:
     return merged
 
 
+def published(broker: redis.Redis) -> int:
+    """Tasks the bridge has published so far: one ``LPUSH`` each (the control plane's
+    few ``LPUSH`` to its decision log are noise)."""
+    stats = broker.info("commandstats").get("cmdstat_lpush", {})
+    return int(stats.get("calls", 0))
+
+
 def minus(after: dict[int, int], before: dict[int, int]) -> dict[int, int]:
     return {b: after[b] - before.get(b, 0) for b in after if after[b] > before.get(b, 0)}
 
@@ -311,11 +318,13 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Red
         step()
     before = {"quiet": written(broker, tenants.quiet), "loud": written(broker, tenants.loud)}
     commands[0] = int(broker.info("stats")["total_commands_processed"])
+    tasks = [published(broker), 0]
     print(f"   measuring {args.seconds:.0f} s", flush=True)
     while time.monotonic() < window_end:
         step()
         worker_counts.append(workers.value)
     commands[1] = int(broker.info("stats")["total_commands_processed"])
+    tasks[1] = published(broker)
     at_end = {"quiet": written(broker, tenants.quiet), "loud": written(broker, tenants.loud)}
     stop_load.set()
     producer.join(120)
@@ -347,6 +356,7 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Red
     written_total = sum(final["quiet"].values()) + sum(final["loud"].values())
     result.details = {
         "offered_records_s": args.rate, "produced": total, "written": written_total,
+        "tasks_published_s": round((tasks[1] - tasks[0]) / args.seconds),
         "left_after_drain": left, "kafka_lag_after_drain": max(lag, 0),
         "drained_s": round(drained, 1),
         "beat_pass_ms_median": round(statistics.median(passes), 1) if passes else None,
