@@ -21,7 +21,10 @@ reconciler (its own process) with
   client queues by the ``celery`` scaler (``add_consumer``); there a worker of a client
   is a queue assignment, not a process, so the global budget covers every client.
 
-After ``--warmup`` seconds of load, ``--seconds`` are measured: records written into the
+The load starts once the reconciler's assignments have settled (beat's first passes
+gave every client with a record to come its workers, or the budget's share of them), so
+that the figures show a steady state, not a start-up backlog. After ``--warmup``
+seconds of load, ``--seconds`` are measured: records written into the
 graphs per second (the workers' produce-to-graph histograms), Redis commands per second
 (``total_commands_processed``), the worker processes running, beat's passes. Then the
 load stops and the backlog gets ``--drain`` seconds; the p99 latencies are over the
@@ -58,6 +61,10 @@ from kgcelery.settings import Settings
 LOUD_SHARE = 0.6
 HEARTBEAT_EVERY_S = 30.0
 CENSORED_SHARE = 0.01
+#: Before the load: assignments unchanged this long count as settled (local workers
+#: also need a few seconds to start), waited for at most SETTLE_MAX_S.
+SETTLED_AFTER_S = 8.0
+SETTLE_MAX_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -133,9 +140,11 @@ def produce_load(settings: Settings, pool: list[tuple[str, bytes]], order: list[
     produced.value = i
 
 
-def reconcile(settings: Settings, stop: Any, workers: Any, interval: float) -> None:
+def reconcile(settings: Settings, stop: Any, workers: Any, assigned: Any,
+              interval: float) -> None:
     """The reconciler as ``kgcelery up`` (local) or beat's reconcile task (fleet) runs it;
-    publishes the workers it manages in ``workers``."""
+    publishes the workers per client it manages, summed, in ``assigned`` (and in
+    ``workers``, when those are processes)."""
     from kgcelery.control.reconciler import Reconciler, make_scaler
 
     registry = Registry.from_url(settings.registry_url)
@@ -145,6 +154,7 @@ def reconcile(settings: Settings, stop: Any, workers: Any, interval: float) -> N
         while not stop.is_set():
             try:
                 actual = reconciler.reconcile()
+                assigned.value = sum(actual.values())
                 if workers is not None:  # a fleet's size is its processes, not assignments
                     workers.value = sum(actual.values())
             except redis.ConnectionError:
@@ -258,7 +268,7 @@ def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack
     beat = Beat(settings)
     fork = multiprocessing.get_context("fork")
     stop_load, stop_control = fork.Event(), fork.Event()
-    produced, workers = fork.Value("q", 0), fork.Value("q", 0)
+    produced, workers, assigned = fork.Value("q", 0), fork.Value("q", 0), fork.Value("q", 0)
     processes: list[ManagedProcess] = []
 
     def start(name: str, argv: list[str]) -> None:
@@ -273,26 +283,46 @@ def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack
             start(f"fleet-{index}", fleet_argv(index, settings))
         workers.value = args.fleet
     control = fork.Process(target=reconcile, args=(
-        settings, stop_control, workers if mode == "local" else None,
+        settings, stop_control, workers if mode == "local" else None, assigned,
         1.0 if mode == "local" else settings.reconcile_interval_s), daemon=False)
     producer = fork.Process(target=produce_load, args=(
         settings, sample_records(20_000), tenants.second(), stop_load, produced))
     control.start()
-    producer.start()
     try:
+        settled = settle(beat, assigned)
+        producer.start()
         return _timeline(mode, tenants, settings, broker, registry, beat, workers, produced,
-                         stop_load, producer, args)
+                         stop_load, producer, args, settled)
     finally:
         stop_load.set()
         stop_control.set()
-        producer.join(120)
+        if producer.pid is not None:
+            producer.join(120)
         control.join(300)
         stop_together(list(reversed(processes)), timeout=60)
 
 
+def settle(beat: Beat, assigned: Any) -> float:
+    """Run beat until the reconciler's assignments stop changing (the workers of a
+    steady state, before the load: not a start-up backlog in the figures); seconds."""
+    began = time.monotonic()
+    seen, since = -1, began
+    while time.monotonic() - began < SETTLE_MAX_S:
+        if beat.due():
+            beat.run()
+        if assigned.value != seen:
+            seen, since = assigned.value, time.monotonic()
+        elif seen > 0 and time.monotonic() - since >= SETTLED_AFTER_S:
+            break
+        time.sleep(0.2)
+    print(f"   workers settled in {time.monotonic() - began:.0f} s ({seen} per client, "
+          "summed)", flush=True)
+    return time.monotonic() - began
+
+
 def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Redis,
               registry: Registry, beat: Beat, workers: Any, produced: Any, stop_load: Any,
-              producer: Any, args: argparse.Namespace) -> Result:
+              producer: Any, args: argparse.Namespace, settled: float) -> Result:
     began = time.monotonic()
     window_at, window_end = began + args.warmup, began + args.warmup + args.seconds
     heartbeat_at = began + HEARTBEAT_EVERY_S
@@ -358,7 +388,7 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Red
         "offered_records_s": args.rate, "produced": total, "written": written_total,
         "tasks_published_s": round((tasks[1] - tasks[0]) / args.seconds),
         "left_after_drain": left, "kafka_lag_after_drain": max(lag, 0),
-        "drained_s": round(drained, 1),
+        "drained_s": round(drained, 1), "settled_s": round(settled),
         "beat_pass_ms_median": round(statistics.median(passes), 1) if passes else None,
         "beat_passes": [(round(e, 1), round(s, 1)) for _, e, s in beat.passes],
         "workers_mean": round(statistics.mean(worker_counts), 1) if worker_counts else 0,
