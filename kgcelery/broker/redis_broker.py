@@ -45,6 +45,7 @@ FENCE_KEY = "kgcelery:durable-fence"
 COMPLAIN_EVERY_S = 60.0
 _IN_FLIGHT = load_script("in_flight")
 _RECORDS_PER_TASK = load_script("records_per_task")
+_QUEUED = load_script("queued")
 
 
 def queue_depth(client: redis.Redis, client_id: str) -> int:
@@ -86,29 +87,22 @@ def records_per_task(client: redis.Redis, client_id: str, default: int) -> float
 
 def work_of(client: redis.Redis, client_ids: Iterable[str], *,
             default_records_per_task: int) -> dict[str, QueueWork]:
-    """See :meth:`TaskBroker.work_of`. Three round trips, whatever the number of clients
-    (beat's passes run it over every client)."""
+    """See :meth:`TaskBroker.work_of`. Two round trips, whatever the number of clients
+    (beat's passes run it over every client): one script for the tasks in flight, one
+    for the queues (``lua/queued.lua``; a pipeline of four ``LLEN`` per client cost
+    more in redis-py's command packing than in Redis: bench/tenants.py)."""
     ids = list(client_ids)
     flying = in_flight(client)
-    pipe = client.pipeline(transaction=False)
-    for client_id in ids:
-        for name in priority_lists(queue_for(client_id)):
-            pipe.llen(name)
-    lengths = pipe.execute()
-    steps = len(lengths) // len(ids) if ids else 0
-    queued = {client_id: int(sum(lengths[i * steps:(i + 1) * steps]))
-              for i, client_id in enumerate(ids)}
-    busy = [client_id for client_id in ids if queued[client_id]]
-    script = client.register_script(_RECORDS_PER_TASK)
-    for client_id in busy:
-        script(keys=[queue_for(client_id)], client=pipe)
-    per_task = {client_id: _mean_sample(samples, default_records_per_task)
-                for client_id, samples in zip(busy, pipe.execute(), strict=True)}
-    return {client_id: QueueWork(
-        queued[client_id], flying.get(client_id, 0),
-        round((queued[client_id] + flying.get(client_id, 0))
-              * per_task.get(client_id, float(default_records_per_task))))
-        for client_id in ids}
+    keys = [name for client_id in ids for name in priority_lists(queue_for(client_id))]
+    flat = client.eval(_QUEUED, len(keys), *keys, len(keys) // len(ids)) if ids else []
+    work = {}
+    for i, client_id in enumerate(ids):
+        queued, newest, oldest = (int(n) for n in flat[3 * i:3 * i + 3])
+        tasks = queued + flying.get(client_id, 0)
+        per_task = (_mean_sample([newest, oldest], default_records_per_task) if queued
+                    else float(default_records_per_task))
+        work[client_id] = QueueWork(queued, flying.get(client_id, 0), round(tasks * per_task))
+    return work
 
 
 def _mean_sample(samples: list[int], default: int) -> float:
