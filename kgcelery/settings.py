@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         BATCH_MAX_RECORDS / BATCH_MAX_BYTES / BATCH_MAX_WAIT_S: when a (client, kind)
             batch is published as one task (500 records / 1 MB / 0.2 s).
         BATCH_BACKLOG_WAIT_S: how long a batch may wait instead while its client's queue
-            holds tasks no worker took yet (1 s): its workers are behind, and fewer,
+            holds tasks no worker took yet (2 s): its workers are behind, and fewer,
             larger tasks are cheaper to write.
         MAX_VALUE_BYTES: larger record values are dead-lettered as ``oversized`` (1 MB).
         REGISTRY_REFRESH_S: how often a bridge re-reads the client registry (1 s).
@@ -180,6 +180,11 @@ class Settings(BaseSettings):
             (``kgcelery:latest``).
         CONTROL_METRICS_PORT: Prometheus endpoint of the reconciler (0: off).
         FLOWER_PORT: port of Flower under ``kgcelery up`` (5555).
+        TASK_EVENTS: whether workers send Celery's task events (received, started,
+            succeeded...), what Flower's task pages show (on). A fleet worker serving
+            hundreds of clients' small tasks spent ~40% of its time sending them
+            (docs/BENCHMARKS.md, Tenants); off, Flower still shows workers, queues and
+            the broker.
         LIVENESS_DIR: where each role's loop touches ``kgcelery-<role>.alive`` for a
             liveness probe (``python -m kgcelery.liveness``); empty: off (the default).
     """
@@ -210,7 +215,7 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1)
     batch_max_bytes: int = Field(default=1_000_000, ge=1024)
     batch_max_wait_s: float = Field(default=0.2, gt=0)
-    batch_backlog_wait_s: float = Field(default=1.0, gt=0)
+    batch_backlog_wait_s: float = Field(default=2.0, gt=0)
     max_value_bytes: int = Field(default=1_000_000, ge=1024)
     registry_refresh_s: float = Field(default=1.0, gt=0)
     unregistered_grace_s: float = Field(default=10.0, ge=0)
@@ -283,6 +288,7 @@ class Settings(BaseSettings):
     kubernetes_worker_image: str = "kgcelery:latest"
     control_metrics_port: int = Field(default=0, ge=0)
     flower_port: int = 5555
+    task_events: bool = True
     liveness_dir: str = ""
 
     @model_validator(mode="before")

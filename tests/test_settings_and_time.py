@@ -85,3 +85,11 @@ def test_first_epoch_skips_garbage_and_iso_round_trips() -> None:
 ])
 def test_is_expired(now: float, seen: float | None, ttl: float, expired: bool) -> None:
     assert is_expired(now, seen, ttl) is expired
+
+
+def test_task_events_are_on_by_default_and_can_be_turned_off() -> None:
+    from kgcelery.app import create_app
+
+    assert create_app(Settings()).conf.worker_send_task_events is True
+    quiet = create_app(Settings(task_events=False)).conf
+    assert quiet.worker_send_task_events is False and quiet.task_send_sent_event is False
