@@ -19,7 +19,8 @@ the clients costs about ``n / 10`` times that; what grows faster is a defect. On
 per size:
 
     tenants-control-<n>: expire <ms> ms, scale <ms> ms, clients <ms> ms, take <ms> ms,
-        <c> redis commands per scale pass, <x>x the 10-client pass per client
+        <c> redis commands per scale pass, metrics <s> series in <ms> ms,
+        <x>x the 10-client pass per client
 
 ``fleet`` and ``local``: end to end under a skewed load (bench/tenants_load.py, one
 fresh process per size and mode, each with its own embedded stack): 1 client in 50 loud,
@@ -124,6 +125,21 @@ def commands(client: redis.Redis) -> int:
     return int(client.info("stats")["total_commands_processed"])
 
 
+def metrics_cost(client: redis.Redis, rounds: int) -> tuple[int, float]:
+    """The control plane's Prometheus series for the registered clients, and the median
+    milliseconds of one scrape (what Prometheus pulls from the reconciler)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from kgcelery.control.metrics import ControlCollector
+    from kgcelery.control.registry import Registry
+
+    collectors = CollectorRegistry()
+    collectors.register(ControlCollector(Settings(), Registry(client)))
+    text = generate_latest(collectors)
+    series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
+    return series, timed(lambda: generate_latest(collectors), rounds)
+
+
 def measure(client: redis.Redis, n: int, rounds: int, first: int, base: float) -> float:
     """Print the line for ``n`` clients; returns the per-client pass cost (the baseline)."""
     # Imported once the settings name this Redis: the tasks read them at import.
@@ -166,10 +182,12 @@ def measure(client: redis.Redis, n: int, rounds: int, first: int, base: float) -
 
     client.lpush(queues[-1], "{}")
     taking = timed(take, rounds * 10)
+    series, scrape = metrics_cost(client, rounds)
     per_client = (expire + scale) / n
     base = base or per_client
     print(f"tenants-control-{n}: expire {expire:.1f} ms, scale {scale:.1f} ms, clients "
           f"{shown:.0f} ms, take {taking:.2f} ms, {per_pass} redis commands per scale pass, "
+          f"metrics {series} series in {scrape:.0f} ms, "
           f"{per_client / base:.2f}x the {first}-client pass per client", flush=True)
     return base
 
@@ -245,4 +263,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
