@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import redis
 from confluent_kafka import Consumer, Producer
 
 from kgcelery.embedded.process import ManagedProcess
+from kgcelery.embedded.stack import port_in_use
 from kgcelery.kafka import producer_config
 from kgcelery.settings import Settings
 
@@ -27,6 +30,28 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str,
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@contextmanager
+def serving(name: str, argv: Sequence[Any], port: int, tmp_path: Path, *, what: str,
+            timeout: float = 20.0, env: dict[str, str] | None = None) -> Iterator[None]:
+    """A server of the test's own started, listening on ``port``; stopped afterwards,
+    also when the test fails."""
+    server = ManagedProcess(name, argv, run_dir=tmp_path / "run", log_dir=tmp_path, env=env)
+    server.start()
+    try:
+        wait_for(lambda: port_in_use(port), timeout=timeout, what=what)
+        yield
+    finally:
+        server.stop()
+
+
+def redis_pings(client: redis.Redis) -> bool:
+    """True when this Redis answers (False while it is down or starting)."""
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 def produce(settings: Settings, topic: str, records: Iterable[tuple[Any, Any]]) -> int:

@@ -28,6 +28,7 @@ from tests.helpers import (
     queued_entities,
     queued_tasks,
     read_topic,
+    redis_pings,
     wait_for,
 )
 
@@ -172,7 +173,7 @@ def test_redis_down_pauses_then_resumes_with_nothing_lost(
     own_redis.start()
     try:
         client = redis.Redis.from_url(url)
-        wait_for(lambda: _ping(client), timeout=10, what="the test's own Redis")
+        wait_for(lambda: redis_pings(client), timeout=10, what="the test's own Redis")
         clients = client_ids[:2]
         _register(Registry(client), *clients)
         bridge = processes.bridge(settings)
@@ -199,13 +200,6 @@ def test_redis_down_pauses_then_resumes_with_nothing_lost(
         assert bridge.alive()
     finally:
         own_redis.stop()
-
-
-def _ping(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 def test_a_client_over_its_hard_limit_is_dead_lettered_not_lost(

@@ -21,11 +21,10 @@ from kgcelery.bridge.runner import Bridge
 from kgcelery.clients import queue_for
 from kgcelery.control.registry import Registry
 from kgcelery.embedded.binaries import redis_server_binary
-from kgcelery.embedded.process import ManagedProcess
-from kgcelery.embedded.stack import free_port, port_in_use
+from kgcelery.embedded.stack import free_port
 from kgcelery.settings import Settings
 from tests.conftest import topic_of
-from tests.helpers import committed_count, produce, wait_for
+from tests.helpers import committed_count, produce, serving, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +39,11 @@ RECORDS = 40
 def unsynced_redis(tmp_path: Path) -> Iterator[str]:
     """A Redis that acknowledges writes but keeps no append-only file (yet)."""
     port = free_port()
-    server = ManagedProcess(
-        "durable-redis", [redis_server_binary(Settings()), "--port", str(port), "--bind",
-                          "127.0.0.1", "--dir", str(tmp_path), "--save", "",
-                          "--appendonly", "no", "--appendfsync", "everysec"],
-        run_dir=tmp_path, log_dir=tmp_path)
-    server.start()
-    try:
-        wait_for(lambda: port_in_use(port), timeout=20, what="redis-server")
+    with serving("durable-redis", [redis_server_binary(Settings()), "--port", str(port),
+                                   "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "",
+                                   "--appendonly", "no", "--appendfsync", "everysec"],
+                 port, tmp_path, what="redis-server"):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.stop()
 
 
 def _run(bridge: Bridge, seconds: float) -> None:

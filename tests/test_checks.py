@@ -19,12 +19,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kgcelery.checks import consumer_lag, partition_lag, redact
 from kgcelery.embedded.binaries import redis_server_binary
-from kgcelery.embedded.process import ManagedProcess
-from kgcelery.embedded.stack import free_port, port_in_use
+from kgcelery.embedded.stack import free_port
 from kgcelery.kafka import common_config, producer_config
 from kgcelery.settings import Settings
 from tests.conftest import topic_of
-from tests.helpers import Processes, wait_for
+from tests.helpers import Processes, serving, wait_for
 
 
 def kgcelery(*args: str, settings: Settings, **overrides: str) -> subprocess.CompletedProcess[str]:
@@ -94,13 +93,10 @@ def test_checks_fail_on_a_dead_port(test_settings: Settings) -> None:
 def test_check_redis_logs_in_with_the_password_of_the_url(stack_settings: Settings,
                                                           tmp_path: Path) -> None:
     port = free_port()
-    server = ManagedProcess("redis-auth", [str(redis_server_binary(stack_settings)),
-                                           "--port", str(port), "--bind", "127.0.0.1",
-                                           "--save", "", "--requirepass", "s3cret-pw"],
-                            run_dir=tmp_path / "run", log_dir=tmp_path)
-    server.start()
-    try:
-        wait_for(lambda: port_in_use(port), timeout=20, what="redis-server with a password")
+    with serving("redis-auth", [str(redis_server_binary(stack_settings)), "--port", str(port),
+                                "--bind", "127.0.0.1", "--save", "", "--requirepass",
+                                "s3cret-pw"],
+                 port, tmp_path, what="redis-server with a password"):
         good = kgcelery("check", "redis", settings=stack_settings,
                         KGCELERY_BROKER_URL=f"redis://:s3cret-pw@127.0.0.1:{port}/0",
                         KGCELERY_REGISTRY_URL="")
@@ -110,8 +106,6 @@ def test_check_redis_logs_in_with_the_password_of_the_url(stack_settings: Settin
                        KGCELERY_BROKER_URL=f"redis://:wrong@127.0.0.1:{port}/0",
                        KGCELERY_REGISTRY_URL="")
         assert bad.returncode == 1 and "invalid username-password" in bad.stderr
-    finally:
-        server.stop()
 
 
 @pytest.mark.integration

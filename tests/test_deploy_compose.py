@@ -42,7 +42,7 @@ from tests.deploy_support import (
     referenced_variables,
     settings_env,
 )
-from tests.helpers import wait_for
+from tests.helpers import serving, wait_for
 
 
 def compose_schema_validator() -> Any:
@@ -154,17 +154,11 @@ def tansu(tmp_path: Path) -> Iterator[str]:
     """A Tansu of its own: the topics service is tested on an empty broker."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    process = ManagedProcess("tansu-topics", [str(tansu_binary(Settings())), "broker",
-                                              "--listener-url", url,
-                                              "--advertised-listener-url", url,
-                                              "--storage-engine", "memory://tansu/"],
-                             run_dir=tmp_path / "run", log_dir=tmp_path)
-    process.start()
-    try:
-        wait_for(lambda: port_in_use(port), timeout=30, what="Tansu listening")
+    with serving("tansu-topics", [str(tansu_binary(Settings())), "broker",
+                                  "--listener-url", url, "--advertised-listener-url", url,
+                                  "--storage-engine", "memory://tansu/"],
+                 port, tmp_path, what="Tansu listening", timeout=30):
         yield f"127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 @pytest.mark.integration

@@ -24,7 +24,7 @@ from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port, port_in_use
 from kgcelery.liveness import Heartbeat, main
 from kgcelery.settings import Settings
-from tests.helpers import wait_for
+from tests.helpers import redis_pings, serving, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,26 +49,16 @@ def test_the_probe_reads_the_files_age(tmp_path: Path) -> None:
 @pytest.fixture
 def full_redis(tmp_path: Path) -> Iterator[tuple[str, redis.Redis]]:
     port = free_port()
-    server = ManagedProcess(
-        "liveness-redis", [redis_server_binary(Settings()), "--port", str(port), "--bind",
-                           "127.0.0.1", "--save", "", "--appendonly", "no",
-                           "--maxmemory", "64mb", "--maxmemory-policy", "noeviction"],
-        run_dir=tmp_path, log_dir=tmp_path)
-    server.start()
-    client = redis.Redis(port=port)
-    try:
-        wait_for(lambda: _pings(client), timeout=20, what="redis-server")
-        yield f"redis://127.0.0.1:{port}/0", client
-    finally:
-        client.close()
-        server.stop()
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+    with serving("liveness-redis", [redis_server_binary(Settings()), "--port", str(port),
+                                    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                    "--maxmemory", "64mb", "--maxmemory-policy", "noeviction"],
+                 port, tmp_path, what="redis-server"):
+        client = redis.Redis(port=port)
+        try:
+            wait_for(lambda: redis_pings(client), timeout=20, what="redis-server answering")
+            yield f"redis://127.0.0.1:{port}/0", client
+        finally:
+            client.close()
 
 
 def _fill(client: redis.Redis) -> None:
