@@ -175,7 +175,7 @@ def test_a_queue_depth_read_before_publishing_says_whether_a_client_is_backlogge
     from kgcelery.bridge.quota import QueueQuota
 
     depths = {"behind": 3, "keeps-up": 0}
-    quota = QueueQuota(depths.__getitem__, ceiling=100, hard_limit=0)
+    quota = QueueQuota(lambda ids: {c: depths[c] for c in ids}, ceiling=100, hard_limit=0)
     assert not quota.backlogged("behind"), "nothing read yet: not held back"
     quota.depth("behind")
     quota.depth("keeps-up")
@@ -193,8 +193,7 @@ def test_the_depths_a_delivery_needs_are_read_together_once_a_second() -> None:
         reads.append(ids)
         return dict.fromkeys(ids, 2)
 
-    quota = QueueQuota(lambda _c: 0, ceiling=100, hard_limit=0, clock=lambda: now[0],
-                       depths_of=depths_of)
+    quota = QueueQuota(depths_of, ceiling=100, hard_limit=0, clock=lambda: now[0])
     quota.refresh({"b-1", "a-1"})
     quota.refresh({"a-1", "c-1"})  # a-1 read half a second ago: only c-1
     now[0] = 0.5
@@ -380,7 +379,8 @@ def test_queue_depths_and_the_registry_survive_a_broker_outage() -> None:
         raise redis.ConnectionError("Connection closed by server.")
 
     now = [0.0]
-    quota = QueueQuota(depth_of, ceiling=100, hard_limit=0, clock=lambda: now[0])
+    quota = QueueQuota(lambda ids: {c: depth_of(c) for c in ids}, ceiling=100, hard_limit=0,
+                       clock=lambda: now[0])
     assert quota.depth("af-9") == 7
     now[0] += 5
     quota.published("af-9")

@@ -17,19 +17,16 @@ REFRESH_S = 1.0
 
 
 class QueueQuota:
-    """:param depth_of: reads a client's queue depth (tasks waiting) from the broker.
+    """:param depths_of: reads clients' queue depths (tasks waiting) from the broker, in
+        one round trip: :meth:`refresh` reads all a delivery needs at once, so that a
+        bridge publishing for 1,000 clients does not make 1,000 round trips a second.
     :param ceiling: depth above which a client is reported (log + metric).
     :param hard_limit: depth above which records are refused; 0 means never.
-    :param depths_of: reads several clients' depths at once (one round trip): what
-        :meth:`refresh` uses, so that a bridge publishing for 1,000 clients does not
-        make 1,000 round trips a second.
     """
 
-    def __init__(self, depth_of: Callable[[str], int], *, ceiling: int, hard_limit: int,
-                 clock: Callable[[], float] = time.monotonic,
-                 depths_of: Callable[[list[str]], dict[str, int]] | None = None) -> None:
-        self.depth_of = depth_of
-        self.depths_of = depths_of or (lambda ids: {c: depth_of(c) for c in ids})
+    def __init__(self, depths_of: Callable[[list[str]], dict[str, int]], *, ceiling: int,
+                 hard_limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.depths_of = depths_of
         self.ceiling = ceiling
         self.hard_limit = hard_limit
         self.clock = clock
@@ -48,7 +45,7 @@ class QueueQuota:
         if cached is not None and now - cached[0] < REFRESH_S:
             return cached[1] + self._published.get(client_id, 0)
         try:
-            depth = self.depth_of(client_id)
+            depth = self.depths_of([client_id])[client_id]
         except (redis.RedisError, OSError) as exc:
             return self._unknown(client_id, now, exc)
         self._read(client_id, now, depth)

@@ -130,10 +130,9 @@ class Bridge:
         self.guard = SourceGuard(max_ratio=settings.dlq_guard_ratio,
                                  window=settings.dlq_guard_window)
         self._kcat_clients: set[str] = set()
-        self.quota = QueueQuota(self.publisher.queue_depth,
+        self.quota = QueueQuota(self.publisher.queue_depths,
                                 ceiling=settings.client_queue_ceiling,
-                                hard_limit=settings.client_queue_hard_limit,
-                                depths_of=self.publisher.queue_depths)
+                                hard_limit=settings.client_queue_hard_limit)
         self._undelivered: list[Batch] = []
         self._attempts = 0  # failed attempts to publish in a row
         # Records of clients not registered (yet), held for UNREGISTERED_GRACE_S: an

@@ -50,14 +50,11 @@ _QUEUED = load_script("queued")
 
 def queue_depth(client: redis.Redis, client_id: str) -> int:
     """Tasks waiting in a client's queue, all priority levels."""
-    pipe = client.pipeline(transaction=False)
-    for name in priority_lists(queue_for(client_id)):
-        pipe.llen(name)
-    return int(sum(pipe.execute()))
+    return queue_depths(client, [client_id])[client_id]
 
 
 def queue_depths(client: redis.Redis, client_ids: list[str]) -> dict[str, int]:
-    """:func:`queue_depth` of several clients, in one round trip."""
+    """Tasks waiting in each client's queue, all priority levels, in one round trip."""
     pipe = client.pipeline(transaction=False)
     for client_id in client_ids:
         for name in priority_lists(queue_for(client_id)):
