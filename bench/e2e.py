@@ -310,14 +310,14 @@ def warm_up(settings: Settings, pool: list[tuple[str, bytes]], passes: int) -> N
     measurement of seconds would otherwise mostly see (docs/BENCHMARKS.md)."""
     from kgcelery.tasks import KINDS as TASK_KINDS
 
+    by_kind: dict[str, list[Any]] = {}
+    for kind, value in pool:
+        by_kind.setdefault(kind, []).extend(
+            TASK_KINDS[kind].normalize(orjson.loads(value), "", None))
     store = open_store(settings)
     try:
         for index in range(passes):
             client = f"warm-up-{index}"
-            by_kind: dict[str, list[Any]] = {}
-            for kind, value in pool:
-                by_kind.setdefault(kind, []).extend(
-                    TASK_KINDS[kind].normalize(orjson.loads(value), "", None))
             for kind, records in by_kind.items():
                 for start in range(0, len(records), settings.batch_max_records):
                     batch = records[start:start + settings.batch_max_records]
