@@ -72,13 +72,20 @@ class LocalScaler:
         stop_together(surplus, timeout=self.settings.task_time_limit_s + 10)
 
     def apply(self, desired: Mapping[str, int]) -> dict[str, int]:
-        """Scale every client to its desired count (0 if absent); restart dead workers."""
-        for client_id in sorted(set(desired) | set(self._workers)):
-            try:
-                self.scale(client_id, desired.get(client_id, 0))
-            except StackError as exc:
-                # A worker left by an earlier run holds the pid file: say so, go on.
-                log.error("cannot scale %s: %s", client_id, exc)
+        """Scale every client to its desired count (0 if absent); restart dead workers.
+        Shrinks first, then grows: a client's turn handed to another never has both
+        running at once, so no more workers run than the budget beat planned."""
+        clients = sorted(set(desired) | set(self._workers))
+        for grow in (False, True):
+            for client_id in clients:
+                wanted = desired.get(client_id, 0)
+                if (wanted > len(self._workers.get(client_id, []))) is not grow:
+                    continue
+                try:
+                    self.scale(client_id, wanted)
+                except StackError as exc:
+                    # A worker left by an earlier run holds the pid file: say so, go on.
+                    log.error("cannot scale %s: %s", client_id, exc)
         self.restart_dead()
         return self.actual()
 
