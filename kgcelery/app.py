@@ -105,6 +105,9 @@ def create_app(settings: Settings) -> Celery:
             "unacked_restore_throttle": 1,
             "fanout_prefix": True,
             "fanout_patterns": True,
+            # kgcelery.broker.transport: the small tasks of a backlog taken as one
+            "merge_max_records": settings.worker_merge_max_records,
+            "merge_max_bytes": settings.worker_merge_max_bytes,
         },
         task_serializer="json",
         accept_content=["json"],

@@ -16,3 +16,11 @@ TASK_FOR_KIND: dict[str, str] = {
     "alert": "kgcelery.ingest_alerts",
     "target": "kgcelery.ingest_targets",
 }
+
+#: The task of several batches of one client (of one kind or several), which a worker
+#: builds from the small tasks of a backlog that it takes at once
+#: (:mod:`kgcelery.broker.merge`); the bridge never names it.
+MERGED_TASK = "kgcelery.ingest_batches"
+
+#: The Celery task -> the kind of record it ingests.
+KIND_OF_TASK: dict[str, str] = {task: kind for kind, task in TASK_FOR_KIND.items()}

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         WORKER_CONCURRENCY: processes per client worker started by kgcelery (1).
         WORKER_NICE: CPU niceness of the client workers the local scaler starts (5;
             0-19): on one host the bridge goes first.
+        WORKER_MERGE_MAX_RECORDS / WORKER_MERGE_MAX_BYTES: a worker taking one of the
+            bridge's tasks from a client queue with a backlog takes that client's tasks
+            behind it too, up to this many records / bytes, and runs them as one task
+            (500 / 1 MB; 0 or 1 record: one task per take). Every task costs a few round
+            trips however small: merged, a thousand quiet clients' backlogs are written
+            a few hundred records at a time (docs/BENCHMARKS.md, merged takes).
     Graph:
         GRAPH_BACKEND: ``falkordb`` (embedded default) or ``neo4j``.
         GRAPH_URI: ``redis://host:port`` for FalkorDB, ``bolt://`` / ``neo4j://`` for Neo4j.
@@ -249,6 +255,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=600, ge=5)
     task_time_limit_s: int = Field(default=300, ge=1)
     worker_concurrency: int = Field(default=1, ge=1)
+    worker_merge_max_records: int = Field(default=500, ge=0)
+    worker_merge_max_bytes: int = Field(default=1_000_000, ge=0)
     #: CPU niceness of the workers the local scaler starts (``kgcelery up``): on one
     #: host the bridge, which every client's records pass, goes before bulk graph work.
     worker_nice: int = Field(default=5, ge=0, le=19)

@@ -29,6 +29,7 @@ task without acknowledging it: the broker redelivers it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -54,7 +55,7 @@ from kgcelery.errors import (
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.graph.writer import write_alerts, write_logs, write_signals
 from kgcelery.graph.writer_state import write_resources, write_targets, write_topology
-from kgcelery.kinds import TASK_FOR_KIND
+from kgcelery.kinds import MERGED_TASK, TASK_FOR_KIND
 from kgcelery.normalize.alerts import is_alert, normalize_alert
 from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import fold_logs, normalize_log
@@ -125,44 +126,115 @@ def _send(letters: DeadLetterWriter, client_id: str, items: list[Rejected]) -> N
     letters.flush()
 
 
-def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], GraphStore],
-              letters: Callable[[], DeadLetterWriter], client_id: str, records: list[Any],
-              origins: list[Origin] | None) -> dict[str, int]:
-    """Normalize, write and dead-letter one batch (see the module docstring)."""
+@dataclass(slots=True)
+class Part:
+    """One kind's batch of records, as one ingest task of the bridge carries it."""
 
-    def origin_of(index: int) -> Origin | None:
-        return origins[index] if origins and index < len(origins) else None
+    kind: Kind
+    records: list[Any]
+    origins: list[Origin] | None
 
-    try:
-        validate_client_id(client_id)
-    except InvalidClientIdError as exc:
-        _send(letters(), str(client_id)[:64],
-              [Rejected(r, origin_of(i), "invalid-client-id", str(exc))
-               for i, r in enumerate(records)])
-        return {"written": 0, "rejected": len(records)}
-    normalized: list[Any] = []
-    normalized_from: list[int] = []
+    def origin_of(self, index: int) -> Origin | None:
+        return self.origins[index] if self.origins and index < len(self.origins) else None
+
+
+@dataclass(slots=True)
+class _Normalized:
+    part: Part
+    records: list[Any]
+    #: The index in ``part.records`` of every record that normalized.
+    sources: list[int]
+    #: What the kind's writer reported written (lines, for logs).
+    written: int = 0
+
+    def rejected(self, reason: str, detail: str) -> list[Rejected]:
+        return [Rejected(self.part.records[i], self.part.origin_of(i), reason, detail)
+                for i in self.sources]
+
+    def write(self, target: GraphStore, client_id: str) -> int:
+        part = self.part
+        self.written = part.kind.write(target, client_id, self.records,
+                                       batch_id(part.kind.name, part.records, part.origins))
+        return self.written
+
+
+def _normalize(client_id: str, part: Part) -> tuple[_Normalized, list[Rejected]]:
+    normalized = _Normalized(part, [], [])
     rejected: list[Rejected] = []
-    for index, record in enumerate(records):
-        origin = origin_of(index)
+    for index, record in enumerate(part.records):
+        origin = part.origin_of(index)
         entity = str(origin[3]) if origin and len(origin) > 3 else ""
         try:
-            produced = kind.normalize(record, entity, produced_at(origin))
+            produced = part.kind.normalize(record, entity, produced_at(origin))
         except RejectedRecordError as error:
             rejected.append(Rejected(record, origin, error.reason, error.detail))
             continue
         except Exception as error:  # a normalizer bug must not lose the batch
-            log.exception("normalizing a %s record of %s failed", kind.name, client_id)
+            log.exception("normalizing a %s record of %s failed", part.kind.name, client_id)
             rejected.append(Rejected(record, origin, "normalize-error",
                                      f"{type(error).__name__}: {error}"))
             continue
-        normalized.extend(produced)
-        normalized_from.append(index)
+        normalized.records.extend(produced)
+        normalized.sources.append(index)
+    return normalized, rejected
+
+
+def _refused(client_id: str, item: _Normalized, exc: Exception) -> list[Rejected]:
+    log.error("the graph refused a %s batch of %s", item.part.kind.name, client_id,
+              exc_info=exc)
+    return item.rejected("graph-error", f"{type(exc).__name__}: {exc}")
+
+
+def _write(target: GraphStore, client_id: str,
+           items: list[_Normalized]) -> tuple[list[_Normalized], list[Rejected]]:
+    """Write every part in one unit (one Neo4j transaction); the parts written and the
+    records of those the graph refused. A refused unit of several parts is written again
+    part by part, so that only the refused part is dead-lettered.
+    Raises :class:`GraphUnavailableError` (retry the whole task)."""
     try:
-        target, unit = graph(), batch_id(kind.name, records, origins)
-        # One transaction per batch where the graph has them (a Neo4j commit per task).
-        written = target.write_unit(
-            client_id, lambda: kind.write(target, client_id, normalized, unit))
+        target.write_unit(client_id, lambda: sum(item.write(target, client_id)
+                                                 for item in items))
+        return items, []
+    except GraphUnavailableError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a refused batch is dead-lettered, not lost
+        if len(items) == 1:
+            return [], _refused(client_id, items[0], exc)
+    written: list[_Normalized] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        try:
+            target.write_unit(client_id, functools.partial(item.write, target, client_id))
+            written.append(item)
+        except GraphUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dead-lettered with its reason
+            rejected += _refused(client_id, item, exc)
+    return written, rejected
+
+
+def run_batches(task: Task, config: Settings, graph: Callable[[], GraphStore],
+                letters: Callable[[], DeadLetterWriter], client_id: str,
+                parts: list[Part]) -> dict[str, int]:
+    """Normalize, write and dead-letter the batches of one client, of one kind or several
+    (see the module docstring): written in one unit, retried whole, dead letters sent
+    once, after the write."""
+    try:
+        validate_client_id(client_id)
+    except InvalidClientIdError as exc:
+        _send(letters(), str(client_id)[:64],
+              [Rejected(r, part.origin_of(i), "invalid-client-id", str(exc))
+               for part in parts for i, r in enumerate(part.records)])
+        return {"written": 0, "rejected": sum(len(part.records) for part in parts)}
+    items: list[_Normalized] = []
+    rejected: list[Rejected] = []
+    for part in parts:
+        item, refused = _normalize(client_id, part)
+        items.append(item)
+        rejected += refused
+    try:
+        written, refused = _write(graph(), client_id, items)
+        rejected += refused
     except GraphUnavailableError as exc:
         retries = task.request.retries or 0
         if retries < config.task_max_retries:
@@ -171,19 +243,24 @@ def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], Grap
             log.warning("graph unavailable for %s (%s); retry %d/%d in %.1f s", client_id,
                         exc, retries + 1, config.task_max_retries, delay)
             raise task.retry(exc=exc, countdown=delay) from exc
-        rejected += [Rejected(records[i], origin_of(i), RETRIES_EXHAUSTED,
-                              f"graph unavailable after {retries} retries: {exc}")
-                     for i in normalized_from]
-        written = 0
-    except Exception as exc:  # a refused batch is dead-lettered, not lost
-        log.exception("the graph refused a %s batch of %s", kind.name, client_id)
-        rejected += [Rejected(records[i], origin_of(i), "graph-error",
-                              f"{type(exc).__name__}: {exc}") for i in normalized_from]
-        written = 0
+        for item in items:
+            rejected += item.rejected(RETRIES_EXHAUSTED,
+                                      f"graph unavailable after {retries} retries: {exc}")
+        written = []
     _send(letters(), client_id, rejected)
-    if written and origins:
+    origins = [origin for item in written if item.written and item.part.origins
+               for origin in item.part.origins]
+    if origins:
         _record_latency(client_id, origins)
-    return {"written": written, "rejected": len(rejected)}
+    return {"written": sum(item.written for item in written), "rejected": len(rejected)}
+
+
+def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], GraphStore],
+              letters: Callable[[], DeadLetterWriter], client_id: str, records: list[Any],
+              origins: list[Origin] | None) -> dict[str, int]:
+    """One kind's batch: :func:`run_batches` of one part."""
+    return run_batches(task, config, graph, letters, client_id,
+                       [Part(kind, records, origins)])
 
 
 def _record_latency(client_id: str, origins: list[Origin]) -> None:
@@ -311,3 +388,24 @@ def ingest_targets(self: Task, client_id: str, records: list[Any],
                    origins: list[Origin] | None = None) -> dict[str, int]:
     """Prometheus scrape targets and their tombstones -> PromTarget nodes SCRAPES objects."""
     return _run(self, TARGETS, client_id, records, origins)
+
+
+@app.task(name=MERGED_TASK, **_OPTIONS)
+def ingest_batches(self: Task, client_id: str, batches: list[list[Any]]) -> dict[str, int]:
+    """Several batches of one client, ``[[kind, records, origins], ...]``: the small tasks
+    of a backlog that a worker took at once (:mod:`kgcelery.broker.merge`), written as one
+    unit."""
+    parts: list[Part] = []
+    unknown: list[Rejected] = []
+    for kind_name, records, origins in batches:
+        kind = KINDS.get(kind_name)
+        if kind is None:
+            unknown += [Rejected(r, origins[i] if origins and i < len(origins) else None,
+                                 "unknown-kind", f"no kind {kind_name!r}")
+                        for i, r in enumerate(records)]
+        else:
+            parts.append(Part(kind, records, origins))
+    if unknown:
+        _send(dead_letters(), client_id, unknown)
+    result = run_batches(self, settings, store, dead_letters, client_id, parts)
+    return {"written": result["written"], "rejected": result["rejected"] + len(unknown)}

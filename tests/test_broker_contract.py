@@ -38,12 +38,14 @@ from kgcelery.broker.layout import (
     UNACKED_KEY,
     priority_lists,
 )
+from kgcelery.broker.merge import MERGED_ORIGIN, merge
 from kgcelery.broker.redis_broker import RedisBroker, in_flight, records_per_task
 from kgcelery.broker.transport import TAKE, Transport
 from kgcelery.embedded.binaries import redis_server_binary
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port, port_in_use
 from kgcelery.errors import BrokerUnavailableError
+from kgcelery.kinds import MERGED_TASK
 from kgcelery.settings import Settings
 from tests.helpers import wait_for
 
@@ -368,3 +370,110 @@ def test_work_of_many_clients_counts_each_ones_queue_flight_and_records(
     assert broker.queue_depths(["w-busy", "w-flying", "w-idle", "w-urgent"]) == {
         "w-busy": 3, "w-flying": 0, "w-idle": 0, "w-urgent": 1}
     assert broker.queue_depths([]) == {}
+
+
+# -- merged takes (kgcelery.broker.merge) ------------------------------------------------
+def _bridge_batches(broker_url: str, client_id: str, sizes: list[tuple[str, int]]) -> None:
+    """One bridge task per (kind, size), records numbered in publication order."""
+    broker = RedisBroker(create_app_for(broker_url), broker_url)
+    n = 0
+    for kind, size in sizes:
+        records = [json.dumps({"n": n + i}).encode() for i in range(size)]
+        origins = [[f"raw.{kind}", 0, n + i, f"{kind}::{n + i}", 0] for i in range(size)]
+        broker.publish([Batch(client_id, kind, 0.0, records, origins)])
+        n += size
+    broker.close()
+
+
+def _consume_all(broker_url: str, queue: str, *, max_records: int, expect: int,
+                 ack: bool = True) -> list[tuple[dict, list]]:
+    """(headers, body) of what a worker's transport delivers, merging up to
+    ``max_records``; never acked ones are restored to the queue at the end."""
+    got: list[tuple[dict, list]] = []
+    options = {"merge_max_records": max_records, "merge_max_bytes": 1_000_000}
+    with Connection(broker_url, transport=Transport, transport_options=options) as conn:
+        def on_message(body: list, message: object) -> None:
+            got.append((message.headers, body))  # type: ignore[attr-defined]
+            if ack:
+                message.ack()  # type: ignore[attr-defined]
+
+        with conn.Consumer(Queue(queue), callbacks=[on_message], accept=["json"]) as consumer:
+            consumer.qos(prefetch_count=1)
+            deadline = time.monotonic() + 10
+            while len(got) < expect and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=1)
+            if not ack:
+                conn.default_channel.qos.restore_visible(start=0)
+    return got
+
+
+def test_a_backlog_of_small_bridge_tasks_is_taken_as_one_merged_task(
+        broker_url: str) -> None:
+    _bridge_batches(broker_url, "m-one", [("log", 2), ("event", 1), ("log", 3),
+                                          ("resource", 1), ("event", 2)])
+    client = redis.Redis.from_url(broker_url)
+    [(headers, body)] = _consume_all(broker_url, "client.m-one", max_records=500, expect=1)
+    assert headers["task"] == MERGED_TASK and headers["origin"] == MERGED_ORIGIN
+    assert headers["argsrepr"] == "('m-one', <9 merged records>)"
+    (client_id, batches), kwargs, _embed = body
+    assert client_id == "m-one" and kwargs == {}
+    # One batch per kind, each kind's records in the order they were published.
+    by_kind = {kind: ([r["n"] for r in records], [o[2] for o in origins])
+               for kind, records, origins in batches}
+    assert by_kind == {"log": ([0, 1, 3, 4, 5], [0, 1, 3, 4, 5]),
+                       "event": ([2, 7, 8], [2, 7, 8]), "resource": ([6], [6])}
+    assert [kind for kind, _r, _o in batches] == ["log", "event", "resource"]
+    # Acked: nothing left anywhere (the merged tag replaced the five in unacked).
+    assert client.llen("client.m-one") == 0
+    assert client.hlen(UNACKED_KEY) == 0 and client.zcard(UNACKED_INDEX_KEY) == 0
+    assert client.hlen(IN_FLIGHT_KEY) == 0
+
+
+def test_a_merged_take_holds_at_most_the_records_given(broker_url: str) -> None:
+    _bridge_batches(broker_url, "m-cap", [("log", 2)] * 6)
+    got = _consume_all(broker_url, "client.m-cap", max_records=5, expect=3)
+    sizes = [sum(len(records) for _k, records, _o in body[0][1]) for _h, body in got]
+    assert sizes == [4, 4, 4]
+    # 0 or 1: a message per take, as the bridge published them.
+    _bridge_batches(broker_url, "m-off", [("log", 2)] * 3)
+    got = _consume_all(broker_url, "client.m-off", max_records=0, expect=3)
+    assert [h["task"] for h, _b in got] == ["kgcelery.ingest_logs"] * 3
+
+
+def test_a_retried_or_foreign_task_is_never_merged(broker_url: str) -> None:
+    _bridge_batches(broker_url, "m-mix", [("log", 1)])
+    _publish(broker_url, "client.m-mix", [{"n": 99}])  # not the bridge's: kombu's own
+    _bridge_batches(broker_url, "m-mix", [("log", 1), ("log", 1)])
+    got = _consume_all(broker_url, "client.m-mix", max_records=500, expect=3)
+    # The merge stops at the foreign message; it is delivered alone, in its turn.
+    assert [h.get("task") if h else None for h, _b in got] == [
+        "kgcelery.ingest_logs", None, MERGED_TASK]
+
+
+def test_a_merged_task_never_acked_is_restored_whole_and_not_merged_again(
+        broker_url: str) -> None:
+    _bridge_batches(broker_url, "m-lost", [("log", 1)] * 3)
+    [(headers, _body)] = _consume_all(broker_url, "client.m-lost", max_records=500,
+                                      expect=1, ack=False)
+    client = redis.Redis.from_url(broker_url)
+    assert client.llen("client.m-lost") == 1, "restored as the one merged message"
+    _bridge_batches(broker_url, "m-lost", [("log", 1)])
+    got = _consume_all(broker_url, "client.m-lost", max_records=500, expect=2)
+    assert [h["task"] for h, _b in got] == [MERGED_TASK, "kgcelery.ingest_logs"]
+    assert got[0][0]["id"] == headers["id"], "the same task again: same batches, same ids"
+
+
+def test_merge_refuses_what_is_not_one_clients_bridge_tasks() -> None:
+    def message(task: str, client_id: str) -> dict:
+        body = task_body(client_id, [b"{}"], [["t", 0, 1, "e", 0]])
+        return {"body": base64.b64encode(body).decode(), "headers": {"task": task},
+                "properties": {"body_encoding": "base64", "delivery_tag": "x"}}
+
+    assert merge([message("kgcelery.ingest_logs", "a"),
+                  message("kgcelery.ingest_events", "a")]) is not None
+    assert merge([message("kgcelery.ingest_logs", "a"),
+                  message("kgcelery.ingest_logs", "b")]) is None
+    assert merge([message("kgcelery.ingest_logs", "a"), message("other.task", "a")]) is None
+    broken = message("kgcelery.ingest_logs", "a") | {"body": "not base64 json"}
+    assert merge([message("kgcelery.ingest_logs", "a"), broken]) is None

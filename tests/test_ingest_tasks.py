@@ -8,12 +8,16 @@ from typing import Any
 
 import pytest
 
+from kgcelery.app import create_app
+from kgcelery.bridge.batcher import Batch
+from kgcelery.broker.base import QueueWork
+from kgcelery.broker.redis_broker import RedisBroker
 from kgcelery.deadletter import headers_of
 from kgcelery.embedded.stack import free_port
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
-from tests.graph_helpers import count, dump, edges_of, mine, pod, props_of
-from tests.helpers import read_topic
+from tests.graph_helpers import count, difference, dump, edges_of, mine, pod, props_of
+from tests.helpers import read_topic, wait_for
 from tests.ingest_helpers import ingest_worker, send, wait_stable
 
 # Also on the kafka-neo4j stack: Neo4j Community keeps every client in one database.
@@ -122,3 +126,53 @@ def test_two_clients_with_colliding_names_and_uids_get_two_graphs(
         assert edges_of(graph, client, "SELECTS") == {("Service/shop/web", "Pod/shop/web-1")}
         assert graph.run(client, f"MATCH (lp:LogPattern{mine(graph)}) RETURN lp.count") == [[1]]
     assert dump(graph, a) != dump(graph, b)
+
+
+def _small_bridge_tasks(client: str) -> list[Batch]:
+    """A quiet client's backlog: tasks of a record or two, of three kinds, with one
+    record no normalizer takes."""
+    batches: list[Batch] = []
+    for i in range(12):
+        at = f"2026-01-12T15:{i:02d}:00Z"
+        event = {**EVENT, "metadata": {**EVENT["metadata"], "uid": f"ev-{i}"},
+                 "lastTimestamp": at, "count": i + 1}
+        log = {"namespace": "shop", "pod_name": f"web-{i % 3}", "container_name": "app",
+               "message": f"ERROR timeout after {i % 2}s", "timestamp": at}
+        resource = pod(f"web-{i % 3}", at)
+        for kind, values in (("event", [event]), ("log", [log, log]),
+                             ("resource", [resource] if i % 4 else [resource, "junk"])):
+            topic = f"raw.{kind}"
+            origins = [[topic, 0, 10 * i + j, f"{kind}::{i}-{j}", 0]
+                       for j in range(len(values))]
+            batches.append(Batch(client, kind, 0.0, [json.dumps(v).encode() for v in values],
+                                 origins))
+    return batches
+
+
+def test_a_backlog_taken_as_merged_tasks_writes_what_one_task_each_writes(
+        stack_settings: Settings, tmp_path: Path, graph: GraphStore,
+        client_ids: list[str]) -> None:
+    # Queued before any worker runs: a backlog, as a thousand quiet clients leave it.
+    merged, single = client_ids[:2]
+    app = create_app(stack_settings)
+    broker = RedisBroker(app, stack_settings.broker_url)
+    for client, merge_max in ((merged, 500), (single, 0)):
+        broker.publish(_small_bridge_tasks(client))
+        with ingest_worker(stack_settings, tmp_path / client, [client],
+                           worker_merge_max_records=merge_max) as (settings, _):
+            wait_for(lambda client=client: broker.work_of(
+                [client], default_records_per_task=1)[client] == QueueWork(0, 0, 0),
+                timeout=60, what="the backlog written")
+            letters = read_topic(settings, settings.dlq_normalized_topic, expect=3,
+                                 timeout=30)
+        assert sorted(headers_of(m)["kg-reason"] for m in letters) == [
+            "unrecognized-resource"] * 3
+        ran = (tmp_path / client).glob("*.log")
+        names = {t for f in ran for t in ("ingest_batches", "ingest_logs")
+                 if f"kgcelery.{t}[" in f.read_text()}
+        assert names == ({"ingest_batches"} if client == merged else {"ingest_logs"})
+    broker.close()
+    app.close()
+    assert count(graph, merged, "Event") == 12
+    assert dump(graph, merged) == dump(graph, single), difference(
+        dump(graph, merged), dump(graph, single))

@@ -39,18 +39,22 @@ import logging
 import time
 from typing import Any
 
+import orjson
 import redis
 from kombu.transport import TRANSPORT_ALIASES, _transport_cache, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
 from kgcelery.broker.layout import IN_FLIGHT_KEY, load_script
+from kgcelery.broker.merge import merge
 from kgcelery.fastjson import loads
 
 log = logging.getLogger(__name__)
 
 #: Pops a message and records it as unacknowledged in one step (lua/take.lua).
 TAKE = load_script("take")
+#: Records a merged message in place of those it carries (lua/replace.lua).
+REPLACE = load_script("replace")
 #: How long the workers take without waiting once Redis said it is full, and how long
 #: they pause after a take that found nothing meanwhile.
 FULL_RECHECK_S = 5.0
@@ -107,6 +111,12 @@ class Channel(kombu_redis.Channel):
     _waiting: bool = True
     # When a take next names the priority lists too (see the module docstring).
     _priorities_at: float = 0.0
+    # The most records and bytes of one client's small tasks taken at once and run as one
+    # (kgcelery.broker.merge); 0: one message per take. Set by the app's transport options.
+    merge_max_records: int = 0
+    merge_max_bytes: int = 0
+    from_transport_options: tuple[str, ...] = (  # type: ignore[assignment]
+        *kombu_redis.Channel.from_transport_options, "merge_max_records", "merge_max_bytes")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Queues consumed without acknowledgements: what is taken from them is not
@@ -151,22 +161,44 @@ class Channel(kombu_redis.Channel):
         # all of them, so a message elsewhere waits at most one wait (see WAIT_PER_QUEUE_S).
         watched = self._ready_key if self._ready_key in keys else keys[0]
         wait = ("BLMOVE", watched, watched, "RIGHT", "RIGHT", timeout)
+        merging = (self.merge_max_records, self.merge_max_bytes) if timeout else (0, 0)
         take = ("EVAL", TAKE, len(keys) + 3, self.unacked_key, self.unacked_index_key,
-                IN_FLIGHT_KEY, *keys, *record)
+                IN_FLIGHT_KEY, *keys, *record, *merging)
         self._waiting = bool(timeout) and time.monotonic() >= self._full_until
         return [wait, take] if self._waiting else [take]
 
-    def _accept(self, taken: Any) -> tuple[str, Any]:
-        """The queue and the decoded message of the script's reply; notes what it recorded
-        (and which queue is ready)."""
-        queue, item, tag, self._ready_key = (bytes_to_str(part) for part in taken)
-        if tag:
-            self.qos.recorded.add(tag)
-        return queue.rsplit(self.sep, 1)[0], loads(item)
+    def _accept(self, taken: Any) -> tuple[str, list[Any]]:
+        """The queue and the decoded messages to deliver of the script's reply (one, or
+        the merged one of several); notes what it recorded (and which queue is ready)."""
+        queue, item, tag, self._ready_key, *more = (bytes_to_str(part) for part in taken)
+        messages, tags = [loads(item), *map(loads, more[::2])], [tag, *more[1::2]]
+        if len(messages) > 1:
+            merged = merge(messages)
+            if merged is not None and self._record_merged(merged, tags):
+                messages, tags = [merged], [merged["properties"]["delivery_tag"]]
+        self.qos.recorded.update(t for t in tags if t)
+        return queue.rsplit(self.sep, 1)[0], messages
+
+    def _record_merged(self, merged: dict[str, Any], tags: list[str]) -> bool:
+        """The merged message unacknowledged in place of the ones it carries (one step);
+        False, and the messages delivered one by one, when Redis did not answer."""
+        info = merged["properties"]["delivery_info"]
+        stored = orjson.dumps([merged, info["exchange"], info["routing_key"]])
+        try:
+            with self.conn_or_acquire() as client:
+                client.eval(REPLACE, 3, self.unacked_key, self.unacked_index_key,
+                            IN_FLIGHT_KEY, merged["properties"]["delivery_tag"], stored,
+                            info["routing_key"], *tags)
+        except redis.RedisError as exc:
+            log.warning("could not record a merged task (%s); running its %d tasks one by "
+                        "one", exc, len(tags))
+            return False
+        return True
 
     def _deliver_taken(self, taken: Any) -> str:
-        queue, message = self._accept(taken)
-        self.connection._deliver(message, queue)
+        queue, messages = self._accept(taken)
+        for message in messages:  # several only when they could not be merged
+            self.connection._deliver(message, queue)
         return queue
 
     def _brpop_start(self, timeout: float | None = None) -> None:
@@ -231,7 +263,7 @@ class Channel(kombu_redis.Channel):
             self._maybe_update_queues_expire(client, queue)
         if not taken:
             raise kombu_redis.Empty()
-        return self._accept(taken)[1]
+        return self._accept(taken)[1][0]  # one message: the synchronous path never merges
 
 
 class Transport(kombu_redis.Transport):
