@@ -108,3 +108,19 @@ def test_a_taken_port_stops_the_start_with_the_setting_to_change(tmp_path: Path,
             stack.start()
     for service in stack.services:
         assert not service.process.alive()
+
+
+def test_a_cluster_id_beginning_with_a_dash_still_formats_kafkas_storage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Random ids are base64url: 1 in 64 begins with '-', which Kafka's StorageTool took
+    # for an option when given as a separate argument (CI saw it once).
+    from kgcelery.embedded import jvm_stack
+
+    monkeypatch.setattr(jvm_stack, "_cluster_id", lambda: "-AbCdEfGhIjKlMnOpQrStU")
+    settings = Settings(state_dir=tmp_path, embedded_kafka_port=free_port(),
+                        embedded_broker_port=free_port(), embedded_neo4j_port=free_port())
+    kafka = JvmStack(settings)._apache_kafka()
+    assert kafka.prepare is not None
+    kafka.prepare()
+    meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
+    assert "cluster.id=-AbCdEfGhIjKlMnOpQrStU" in meta

@@ -121,7 +121,8 @@ class JvmStack(EmbeddedStack):
             with open(log_file, "ab") as out:
                 done = subprocess.run(
                     self._jvm(jars, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                              "-t", _cluster_id(), "-c", str(config)),
+                              # One argument: an id may begin with '-' (1 in 64).
+                              f"--cluster-id={_cluster_id()}", "-c", str(config)),
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     timeout=JVM_READY_TIMEOUT_S, check=False)
             if done.returncode != 0:
