@@ -6,7 +6,8 @@ Keys (all under ``kgcelery:``):
     ``client:<id>``        hash: cluster_name, version, region, metadata (JSON), registered_at (the
                            client's clock), seen_at (ours, at registration), last_heartbeat,
                            state, state_since, desired_workers, desired_reason, desired_at,
-                           pinned_workers, actual_workers, actual_at
+                           pinned_workers, actual_workers, actual_at (when that count was
+                           first seen), idle_since (no work since then; absent: has work)
     ``transitions``        capped list of state transitions (JSON), newest first
     ``decisions``          capped list of changes of desired workers and pins (JSON)
     ``passes:<task>``      capped list of the start times of the control plane's completed
@@ -49,6 +50,19 @@ def client_key(client_id: str) -> str:
     return f"{PREFIX}client:{validate_client_id(client_id)}"
 
 
+#: Every client's hash in one step (beat's passes read them all): a pipeline of 1,000
+#: HGETALL cost more in redis-py's packing and parsing than in Redis (bench/tenants.py).
+#: KEYS: the set of clients. ARGV: the prefix of their hashes. Returns id, hash, id, ...
+_ALL_CLIENTS = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. id)
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class ClientRecord:
     """What the registry knows of one client."""
@@ -69,6 +83,7 @@ class ClientRecord:
     pinned_workers: int | None = None
     actual_workers: int | None = None
     actual_at: float | None = None
+    idle_since: float | None = None
 
     @property
     def last_seen(self) -> float | None:
@@ -83,15 +98,18 @@ class ClientRecord:
 
     @classmethod
     def from_hash(cls, client_id: str, raw: Mapping[Any, Any]) -> ClientRecord:
-        values: dict[str, str] = {str(_text(k)): str(_text(v)) for k, v in raw.items()}
+        # Inline decoding: beat's passes parse 1,000 of these (bench/tenants.py).
+        values: dict[str, str] = {
+            (k.decode() if isinstance(k, bytes) else str(k)):
+                (v.decode() if isinstance(v, bytes) else str(v)) for k, v in raw.items()}
 
         def number(name: str) -> float | None:
             text = values.get(name)
-            return float(text) if text not in (None, "") else None
+            return float(text) if text else None
 
         def count(name: str) -> int | None:
             text = values.get(name)
-            return int(text) if text not in (None, "") else None
+            return int(text) if text else None
 
         return cls(
             client_id=client_id,
@@ -110,6 +128,7 @@ class ClientRecord:
             pinned_workers=count("pinned_workers"),
             actual_workers=count("actual_workers"),
             actual_at=number("actual_at"),
+            idle_since=number("idle_since"),
         )
 
 
@@ -196,12 +215,13 @@ class Registry:
         return ClientRecord.from_hash(client_id, raw) if raw else None
 
     def all(self) -> list[ClientRecord]:
-        ids = sorted(str(_text(member)) for member in self.redis.smembers(CLIENTS_KEY))
-        pipe = self.redis.pipeline(transaction=False)
-        for client_id in ids:
-            pipe.hgetall(client_key(client_id))
-        return [ClientRecord.from_hash(client_id, raw)
-                for client_id, raw in zip(ids, pipe.execute(), strict=True) if raw]
+        """Every client, by id; one round trip."""
+        flat = self.redis.eval(_ALL_CLIENTS, 1, CLIENTS_KEY, PREFIX + "client:")
+        hashes = {str(_text(flat[i])): dict(zip(flat[i + 1][::2], flat[i + 1][1::2],
+                                                strict=True))
+                  for i in range(0, len(flat), 2) if flat[i + 1]}
+        return [ClientRecord.from_hash(client_id, hashes[client_id])
+                for client_id in sorted(hashes)]
 
     def states(self, client_ids: list[str]) -> dict[str, str]:
         """Each client's lifecycle state now, as :meth:`all` reads it; one round trip."""
@@ -265,7 +285,8 @@ class Registry:
         return client_id in self.set_desired_many({client_id: (workers, reason)}, now=now)
 
     def set_desired_many(self, wanted: Mapping[str, tuple[int, str]], *,
-                         now: float | None = None) -> set[str]:
+                         now: float | None = None,
+                         known: Mapping[str, tuple[int | None, str]] | None = None) -> set[str]:
         """Record the pool size (and why) the control plane wants for each client; returns
         the clients whose size changed. Two round trips, whatever the number of clients;
         a client whose size and reason stay as they were is not written (beat's pass over
@@ -273,12 +294,14 @@ class Registry:
         now = time.time() if now is None else now
         clients = list(wanted)
         pipe = self.redis.pipeline()
-        for client_id in clients:
-            pipe.hmget(client_key(client_id), "desired_workers", "desired_reason")
-        previous = dict(zip(clients, pipe.execute(), strict=True))
+        if known is None:
+            for client_id in clients:
+                pipe.hmget(client_key(client_id), "desired_workers", "desired_reason")
+            known = {client_id: (None if raw[0] is None else int(raw[0]), _text(raw[1]) or "")
+                     for client_id, raw in zip(clients, pipe.execute(), strict=True)}
         changed = set()
         for client_id, (workers, reason) in wanted.items():
-            before, reason_before = (_text(raw) for raw in previous[client_id])
+            before, reason_before = known.get(client_id, (None, ""))
             moved = before is None or int(before) != workers
             if not moved and reason_before == reason:
                 continue
@@ -298,35 +321,42 @@ class Registry:
         pipe.execute()
         return changed
 
-    def mark_idle(self, idle: Mapping[str, bool], *,
-                  now: float | None = None) -> dict[str, float | None]:
+    def mark_idle(self, idle: Mapping[str, bool], *, now: float | None = None,
+                  known: Mapping[str, float | None] | None = None) -> dict[str, float | None]:
         """Record which clients have no work; returns since when each has been idle
-        (None for those with work). Two round trips, whatever the number of clients."""
+        (None for those with work). ``known``: each one's ``idle_since`` as just read
+        (:meth:`all`), or else read here. Writes only what changes."""
         now = time.time() if now is None else now
         clients = list(idle)
         pipe = self.redis.pipeline()
-        for client_id in clients:
-            pipe.hget(client_key(client_id), "idle_since")
-        known = dict(zip(clients, pipe.execute(), strict=True))
+        if known is None:
+            for client_id in clients:
+                pipe.hget(client_key(client_id), "idle_since")
+            known = {client_id: float(raw) if raw else None
+                     for client_id, raw in zip(clients, pipe.execute(), strict=True)}
         since: dict[str, float | None] = {}
         for client_id in clients:
+            was = known.get(client_id)
             if idle[client_id]:
-                value = _text(known[client_id])
-                since[client_id] = float(value) if value else now
-                if not value:
+                since[client_id] = now if was is None else was
+                if was is None:
                     pipe.hset(client_key(client_id), "idle_since", now)
             else:
                 since[client_id] = None
-                if known[client_id] is not None:
+                if was is not None:
                     pipe.hdel(client_key(client_id), "idle_since")
         pipe.execute()
         return since
 
-    def set_actual(self, counts: Mapping[str, int], *, now: float | None = None) -> None:
-        """Record how many workers were seen consuming each client's queue."""
+    def set_actual(self, counts: Mapping[str, int], *, now: float | None = None,
+                   known: Mapping[str, int | None] | None = None) -> None:
+        """Record how many workers were seen consuming each client's queue; with
+        ``known`` (the counts as just read), only those that changed."""
         now = time.time() if now is None else now
         pipe = self.redis.pipeline()
         for client_id, workers in counts.items():
+            if known is not None and client_id in known and known[client_id] == workers:
+                continue
             pipe.hset(client_key(client_id), mapping={"actual_workers": workers,
                                                       "actual_at": now})
         pipe.execute()

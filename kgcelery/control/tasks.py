@@ -105,25 +105,31 @@ def scale_worker_pools() -> dict[str, int]:
     work = broker().work_of([r.client_id for r in records],
                             default_records_per_task=settings.batch_max_records)
     now = time.time()
+    # What the registry says was read above: the writes below touch only what changes.
     idle_since = reg.mark_idle({r.client_id: work[r.client_id].backlog == 0 for r in records},
-                               now=now)
+                               now=now, known={r.client_id: r.idle_since for r in records})
     pools = {r.client_id: Pool(state=r.state, records=work[r.client_id].records,
                                desired=r.desired_workers, changed_at=r.desired_at,
                                pinned=r.pinned_workers, idle_since=idle_since[r.client_id])
              for r in records}
     decisions = plan(pools, policy_of(settings), now)
+    known = {r.client_id: (r.desired_workers, r.desired_reason) for r in records}
+    wanted = {client_id: (decision.desired, decision.reason)
+              for client_id, decision in decisions.items()}
+    moving = [client_id for client_id in wanted if known.get(client_id) != wanted[client_id]]
     # Expiry may have moved a client on meanwhile (e.g. retired it and stopped its
     # workers); a decision made for its old state waits for the next run.
-    states_now = reg.states(list(decisions))
-    reg.set_desired_many({client_id: (decision.desired, decision.reason)
-                          for client_id, decision in decisions.items()
-                          if states_now.get(client_id) == pools[client_id].state}, now=now)
+    states_now = reg.states(moving)
+    reg.set_desired_many({client_id: wanted[client_id] for client_id in moving
+                          if states_now.get(client_id) == pools[client_id].state},
+                         now=now, known=known)
     try:
         consumers = consumers_per_client(active_queues(app, settings.inspect_timeout_s))
     except Exception as exc:  # noqa: BLE001 - the decision stands; the count waits a round
         log.warning("could not ask the workers which queues they consume: %s", exc)
     else:
-        reg.set_actual({c: len(consumers.get(c, [])) for c in decisions}, now=now)
+        reg.set_actual({c: len(consumers.get(c, [])) for c in decisions}, now=now,
+                       known={r.client_id: r.actual_workers for r in records})
     reg.passed("scale", now)
     return {client_id: decision.desired for client_id, decision in decisions.items()}
 
