@@ -221,7 +221,8 @@ def end_to_end(n: int, mode: str, args: argparse.Namespace) -> str:
     argv = [sys.executable, str(Path(__file__).with_name("tenants_load.py")),
             "--clients", str(n), "--mode", mode, "--rate", str(args.rate),
             "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-            "--drain", str(args.drain), "--fleet", str(args.fleet)]
+            "--drain", str(args.drain), "--fleet", str(args.fleet),
+            *(["--keep-logs", args.keep_logs] if args.keep_logs else [])]
     done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
     sys.stdout.write(done.stdout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("tenants-")]
@@ -248,6 +249,8 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=30.0,
                         help="end to end: most seconds the backlog gets after the load")
     parser.add_argument("--fleet", type=int, default=4, help="fleet: worker processes")
+    parser.add_argument("--keep-logs", metavar="DIR",
+                        help="end to end: keep each run's process logs there")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     modes = [mode for mode in args.modes.split(",") if mode]

@@ -40,6 +40,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -252,8 +253,14 @@ def run(mode: str, n: int, args: argparse.Namespace) -> Result:
         settings = bench_settings(state, **overrides)
         # The control tasks (imported by Beat) read their settings at import.
         os.environ.update(settings.to_env())
-        with open_stack(settings) as stack:
-            return _measure(mode, tenants, settings, state, stack, args)
+        try:
+            with open_stack(settings) as stack:
+                return _measure(mode, tenants, settings, state, stack, args)
+        finally:
+            if args.keep_logs:
+                kept = Path(args.keep_logs) / f"{n}-{mode}"
+                shutil.copytree(state / "logs", kept, dirs_exist_ok=True)
+                print(f"   logs kept in {kept}", flush=True)
 
 
 def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack: Any,
@@ -406,6 +413,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds before")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds after, at most")
     parser.add_argument("--fleet", type=int, default=4, help="fleet worker processes")
+    parser.add_argument("--keep-logs", metavar="DIR",
+                        help="copy every process's log there (per size and mode)")
     args = parser.parse_args()
     result = run(args.mode, args.clients, args)
     print(result.line(), flush=True)

@@ -173,7 +173,11 @@ class Channel(kombu_redis.Channel):
         queue, item, tag, self._ready_key, *more = (bytes_to_str(part) for part in taken)
         messages, tags = [loads(item), *map(loads, more[::2])], [tag, *more[1::2]]
         if len(messages) > 1:
-            merged = merge(messages)
+            try:
+                merged = merge(messages)
+            except Exception:  # a merge must never cost the messages: run them one by one
+                log.exception("could not merge %d tasks of %s", len(messages), queue)
+                merged = None
             if merged is not None and self._record_merged(merged, tags):
                 messages, tags = [merged], [merged["properties"]["delivery_tag"]]
         self.qos.recorded.update(t for t in tags if t)
