@@ -174,7 +174,9 @@ def naive(settings: Settings, state: Path, pool: list[tuple[str, bytes]], count:
     """Baseline (b): a Celery task per Kafka record, so one graph statement per record."""
     naive_settings = settings.model_copy(update={
         "topics": {f"naive.{t}": k for t, k in settings.topics.items()},
-        "consumer_group": "bench-naive", "batch_max_records": 1, "batch_max_wait_s": 0.001})
+        "consumer_group": "bench-naive", "batch_max_records": 1, "batch_max_wait_s": 0.001,
+        # one task per record also in the workers: no merged takes
+        "worker_merge_max_records": 0})
     ensure_topics(naive_settings)
     produce_records(naive_settings, pool, count)
     topics = [t for t, k in naive_settings.topics.items() if k in KINDS]

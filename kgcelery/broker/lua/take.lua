@@ -68,6 +68,10 @@ for i = 4, #KEYS do
       if max_records > 1 then
         client, count = mergeable(tail)
       end
+      -- Full already: no need to look at the next message (a copy of up to ~1 MB).
+      if client and count >= max_records then
+        client = nil
+      end
       local bytes = #message
       while client and #out < 4 + 2 * MAX_MESSAGES do
         local next_message = redis.call('LINDEX', KEYS[i], -1)
