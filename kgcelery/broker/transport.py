@@ -193,9 +193,9 @@ class Channel(kombu_redis.Channel):
                 client.eval(REPLACE, 3, self.unacked_key, self.unacked_index_key,
                             IN_FLIGHT_KEY, merged["properties"]["delivery_tag"], stored,
                             info["routing_key"], *tags)
-        except redis.RedisError as exc:
-            log.warning("could not record a merged task (%s); running its %d tasks one by "
-                        "one", exc, len(tags))
+        except Exception as exc:  # noqa: BLE001 - the taken tasks must still run
+            log.warning("could not record a merged task (%s: %s); running its %d tasks one "
+                        "by one", type(exc).__name__, exc, len(tags))
             return False
         return True
 
