@@ -390,22 +390,21 @@ def ingest_targets(self: Task, client_id: str, records: list[Any],
     return _run(self, TARGETS, client_id, records, origins)
 
 
+def _unknown_kind(name: str) -> Kind:
+    """A kind no worker knows: its records are dead-lettered like any unusable record
+    (by :func:`run_batches`, once, after the write)."""
+
+    def refuse(_value: Any, _entity: str, _at: float | None) -> list[Any]:
+        raise RejectedRecordError("unknown-kind", f"no kind {name!r}")
+
+    return Kind(name, refuse, lambda _s, _client, _records, _batch: 0)
+
+
 @app.task(name=MERGED_TASK, **_OPTIONS)
 def ingest_batches(self: Task, client_id: str, batches: list[list[Any]]) -> dict[str, int]:
     """Several batches of one client, ``[[kind, records, origins], ...]``: the small tasks
     of a backlog that a worker took at once (:mod:`kgcelery.broker.merge`), written as one
     unit."""
-    parts: list[Part] = []
-    unknown: list[Rejected] = []
-    for kind_name, records, origins in batches:
-        kind = KINDS.get(kind_name)
-        if kind is None:
-            unknown += [Rejected(r, origins[i] if origins and i < len(origins) else None,
-                                 "unknown-kind", f"no kind {kind_name!r}")
-                        for i, r in enumerate(records)]
-        else:
-            parts.append(Part(kind, records, origins))
-    if unknown:
-        _send(dead_letters(), client_id, unknown)
-    result = run_batches(self, settings, store, dead_letters, client_id, parts)
-    return {"written": result["written"], "rejected": result["rejected"] + len(unknown)}
+    parts = [Part(KINDS.get(kind) or _unknown_kind(kind), records, origins)
+             for kind, records, origins in batches]
+    return run_batches(self, settings, store, dead_letters, client_id, parts)
