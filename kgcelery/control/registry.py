@@ -288,9 +288,10 @@ class Registry:
                          now: float | None = None,
                          known: Mapping[str, tuple[int | None, str]] | None = None) -> set[str]:
         """Record the pool size (and why) the control plane wants for each client; returns
-        the clients whose size changed. Two round trips, whatever the number of clients;
-        a client whose size and reason stay as they were is not written (beat's pass over
-        1,000 mostly steady clients: bench/tenants.py)."""
+        the clients whose size changed. ``known``: each one's (desired, reason) as just
+        read (:meth:`all`), or else read here (a second round trip). A client whose size
+        and reason stay as they were is not written (beat's pass over 1,000 mostly steady
+        clients: bench/tenants.py)."""
         now = time.time() if now is None else now
         clients = list(wanted)
         pipe = self.redis.pipeline()
@@ -321,23 +322,17 @@ class Registry:
         pipe.execute()
         return changed
 
-    def mark_idle(self, idle: Mapping[str, bool], *, now: float | None = None,
-                  known: Mapping[str, float | None] | None = None) -> dict[str, float | None]:
+    def mark_idle(self, idle: Mapping[str, bool], known: Mapping[str, float | None], *,
+                  now: float | None = None) -> dict[str, float | None]:
         """Record which clients have no work; returns since when each has been idle
         (None for those with work). ``known``: each one's ``idle_since`` as just read
-        (:meth:`all`), or else read here. Writes only what changes."""
+        (:meth:`all`); only what changes is written, in one round trip."""
         now = time.time() if now is None else now
-        clients = list(idle)
         pipe = self.redis.pipeline()
-        if known is None:
-            for client_id in clients:
-                pipe.hget(client_key(client_id), "idle_since")
-            known = {client_id: float(raw) if raw else None
-                     for client_id, raw in zip(clients, pipe.execute(), strict=True)}
         since: dict[str, float | None] = {}
-        for client_id in clients:
+        for client_id, is_idle in idle.items():
             was = known.get(client_id)
-            if idle[client_id]:
+            if is_idle:
                 since[client_id] = now if was is None else was
                 if was is None:
                     pipe.hset(client_key(client_id), "idle_since", now)
@@ -348,14 +343,14 @@ class Registry:
         pipe.execute()
         return since
 
-    def set_actual(self, counts: Mapping[str, int], *, now: float | None = None,
-                   known: Mapping[str, int | None] | None = None) -> None:
-        """Record how many workers were seen consuming each client's queue; with
-        ``known`` (the counts as just read), only those that changed."""
+    def set_actual(self, counts: Mapping[str, int], known: Mapping[str, int | None], *,
+                   now: float | None = None) -> None:
+        """Record how many workers were seen consuming each client's queue; ``known``: the
+        counts as just read (:meth:`all`), so that only those that changed are written."""
         now = time.time() if now is None else now
         pipe = self.redis.pipeline()
         for client_id, workers in counts.items():
-            if known is not None and client_id in known and known[client_id] == workers:
+            if client_id in known and known[client_id] == workers:
                 continue
             pipe.hset(client_key(client_id), mapping={"actual_workers": workers,
                                                       "actual_at": now})

@@ -107,7 +107,7 @@ def scale_worker_pools() -> dict[str, int]:
     now = time.time()
     # What the registry says was read above: the writes below touch only what changes.
     idle_since = reg.mark_idle({r.client_id: work[r.client_id].backlog == 0 for r in records},
-                               now=now, known={r.client_id: r.idle_since for r in records})
+                               {r.client_id: r.idle_since for r in records}, now=now)
     pools = {r.client_id: Pool(state=r.state, records=work[r.client_id].records,
                                desired=r.desired_workers, changed_at=r.desired_at,
                                pinned=r.pinned_workers, idle_since=idle_since[r.client_id])
@@ -128,8 +128,8 @@ def scale_worker_pools() -> dict[str, int]:
     except Exception as exc:  # noqa: BLE001 - the decision stands; the count waits a round
         log.warning("could not ask the workers which queues they consume: %s", exc)
     else:
-        reg.set_actual({c: len(consumers.get(c, [])) for c in decisions}, now=now,
-                       known={r.client_id: r.actual_workers for r in records})
+        reg.set_actual({c: len(consumers.get(c, [])) for c in decisions},
+                       {r.client_id: r.actual_workers for r in records}, now=now)
     reg.passed("scale", now)
     return {client_id: decision.desired for client_id, decision in decisions.items()}
 
