@@ -26,7 +26,7 @@ import redis
 from confluent_kafka import Producer
 
 from kgcelery.broker.layout import UNACKED_KEY
-from kgcelery.broker.redis_broker import in_flight
+from kgcelery.broker.redis_broker import in_flight, work_of
 from kgcelery.clients import queue_for
 from kgcelery.dlq import read_letters
 from kgcelery.embedded.process import ManagedProcess
@@ -210,8 +210,8 @@ class Heartbeats:
 
 
 def backlog_of(broker: redis.Redis, client: str) -> int:
-    """Tasks of a client queued or in flight (delivered, not acknowledged)."""
-    return broker.llen(queue_for(client)) + in_flight(broker).get(client, 0)
+    """Tasks of a client queued or in flight (delivered, not acknowledged), read at once."""
+    return work_of(broker, [client], default_records_per_task=1)[client].backlog
 
 
 def records_written(*workers: ManagedProcess) -> int:

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -370,6 +371,42 @@ def test_work_of_many_clients_counts_each_ones_queue_flight_and_records(
     assert broker.queue_depths(["w-busy", "w-flying", "w-idle", "w-urgent"]) == {
         "w-busy": 3, "w-flying": 0, "w-idle": 0, "w-urgent": 1}
     assert broker.queue_depths([]) == {}
+
+
+#: Puts a taken message back at the head of its queue and forgets it was taken, in one
+#: step (as kombu's restore does): the task is always somewhere, queued or in flight.
+_PUT_BACK = """
+redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1]); redis.call('RPUSH', KEYS[4], ARGV[2])
+"""
+
+
+def test_work_of_sees_a_task_moving_between_queue_and_flight(broker_url: str) -> None:
+    # Beat retires a draining client when it sees no task: read apart, a task taken
+    # between the reads of the queues and of the tasks in flight was in neither, and a
+    # client was retired while its last task ran (seen in CI).
+    client = redis.Redis.from_url(broker_url)
+    broker = RedisBroker(create_app_for(broker_url), broker_url)
+    broker.publish([Batch("w-moving", "event", 0.0, [b"{}"], [["t", 0, 0, "event::0", 0]])])
+    stop = threading.Event()
+
+    def move() -> None:
+        mover = redis.Redis.from_url(broker_url)
+        while not stop.is_set():
+            _queue, message, tag, _ready = _take(mover, "client.w-moving")
+            mover.eval(_PUT_BACK, 4, UNACKED_KEY, UNACKED_INDEX_KEY, IN_FLIGHT_KEY,
+                       "client.w-moving", tag, message)
+
+    thread = threading.Thread(target=move, daemon=True)
+    thread.start()
+    try:
+        seen = [broker.work_of(["w-moving"], default_records_per_task=1)["w-moving"].backlog
+                for _ in range(1500)]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert set(seen) == {1}, f"the moving task was missed {seen.count(0)} times"
+    assert client.llen("client.w-moving") == 1
 
 
 # -- merged takes (kgcelery.broker.merge) ------------------------------------------------

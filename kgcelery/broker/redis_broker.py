@@ -26,6 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import redis
 from celery import Celery
@@ -67,7 +68,10 @@ def queue_depths(client: redis.Redis, client_ids: list[str]) -> dict[str, int]:
 
 def in_flight(client: redis.Redis) -> dict[str, int]:
     """Tasks delivered to a worker and not yet acknowledged, per client."""
-    flat = client.eval(_IN_FLIGHT, 2, UNACKED_KEY, IN_FLIGHT_KEY)
+    return _in_flight_per_client(client.eval(_IN_FLIGHT, 2, UNACKED_KEY, IN_FLIGHT_KEY))
+
+
+def _in_flight_per_client(flat: list[Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for routing_key, count in zip(flat[::2], flat[1::2], strict=True):
         key = routing_key.decode() if isinstance(routing_key, bytes) else str(routing_key)
@@ -84,14 +88,21 @@ def records_per_task(client: redis.Redis, client_id: str, default: int) -> float
 
 def work_of(client: redis.Redis, client_ids: Iterable[str], *,
             default_records_per_task: int) -> dict[str, QueueWork]:
-    """See :meth:`TaskBroker.work_of`. Two round trips, whatever the number of clients
-    (beat's passes run it over every client): one script for the tasks in flight, one
+    """See :meth:`TaskBroker.work_of`. One round trip, whatever the number of clients
+    (beat's passes run it over every client): a script for the tasks in flight and one
     for the queues (``lua/queued.lua``; a pipeline of four ``LLEN`` per client cost
-    more in redis-py's command packing than in Redis: bench/tenants.py)."""
+    more in redis-py's command packing than in Redis: bench/tenants.py), in one
+    MULTI/EXEC. Read apart, a task taken between the two reads was in neither: beat saw
+    a draining client's last task nowhere and retired it while it ran."""
     ids = list(client_ids)
-    flying = in_flight(client)
+    if not ids:
+        return {}
     keys = [name for client_id in ids for name in priority_lists(queue_for(client_id))]
-    flat = client.eval(_QUEUED, len(keys), *keys, len(keys) // len(ids)) if ids else []
+    pipe = client.pipeline(transaction=True)
+    pipe.eval(_IN_FLIGHT, 2, UNACKED_KEY, IN_FLIGHT_KEY)
+    pipe.eval(_QUEUED, len(keys), *keys, len(keys) // len(ids))
+    flying_flat, flat = pipe.execute()
+    flying = _in_flight_per_client(flying_flat)
     work = {}
     for i, client_id in enumerate(ids):
         queued, newest, oldest = (int(n) for n in flat[3 * i:3 * i + 3])
