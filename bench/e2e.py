@@ -305,11 +305,19 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
                    flood_quiet, flood_loud, memory, keyed, repeated, args)
 
 
+#: Batch sizes the warm-up writes in turn (see :func:`warm_up`).
+WARM_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+
 def warm_up(settings: Settings, pool: list[tuple[str, bytes]], passes: int) -> None:
     """Write the pool straight into throw-away graphs ``passes`` times, as the workers
     would, then drop them. A server in production has run for days: a fresh JVM compiles
     Neo4j's code paths for its first ~100,000 rows, at 3-5x the steady cost, which a
-    measurement of seconds would otherwise mostly see (docs/BENCHMARKS.md)."""
+    measurement of seconds would otherwise mostly see (docs/BENCHMARKS.md). In batches of
+    every size (:data:`WARM_SIZES`): Neo4j plans a statement again for each size class of
+    its list parameters, hundreds of ms each, which a server that has run for days has
+    done long ago; warmed with full batches only, the steady phase's small ones made all
+    workers wait on those plans at once in its first seconds."""
     from kgcelery.tasks import KINDS as TASK_KINDS
 
     by_kind: dict[str, list[Any]] = {}
@@ -321,10 +329,13 @@ def warm_up(settings: Settings, pool: list[tuple[str, bytes]], passes: int) -> N
         for index in range(passes):
             client = f"warm-up-{index}"
             for kind, records in by_kind.items():
-                for start in range(0, len(records), settings.batch_max_records):
-                    batch = records[start:start + settings.batch_max_records]
+                start, turn = 0, 0
+                while start < len(records):
+                    size = min(WARM_SIZES[turn % len(WARM_SIZES)], settings.batch_max_records)
+                    batch = records[start:start + size]
                     store.write_unit(client, partial(TASK_KINDS[kind].write, store, client,
                                                      batch, f"warm:{kind}:{start}"))
+                    start, turn = start + size, turn + 1
             store.drop(client)
     finally:
         store.close()
