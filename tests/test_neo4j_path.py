@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from neo4j.exceptions import ConstraintError
+from neo4j.exceptions import ConstraintError, TransientError
 from pydantic import ValidationError
 
 from kgcelery.cli import main
@@ -176,6 +177,47 @@ def test_a_write_unit_is_one_transaction_all_or_nothing(neo4j: Neo4jStore,
         assert not neo4j.known_objects.covers(client, events[0].object_row()["object_id"], "")
         assert neo4j.write_unit(client, lambda: write_events(neo4j, client, events)) == 600
         assert count(neo4j, client, "Event") == 600 and count(neo4j, client, "Pod") == 7
+    finally:
+        neo4j.drop(client)
+
+
+def test_two_workers_of_one_client_that_deadlock_both_commit_after_a_short_retry(
+        neo4j: Neo4jStore, client_ids: list[str]) -> None:
+    # Two workers of one client lock the same nodes in opposite orders (bench/e2e.py's
+    # loud client did, a few times a run): Neo4j aborts one, and the driver runs it again
+    # after RETRY_FIRST_DELAY_S, not its default second.
+    client = client_ids[0]
+    neo4j.run(client, "UNWIND ['a', 'b'] AS id MERGE (n:Resource {client: $client, id: id})")
+    both_locked_one = threading.Barrier(2, timeout=20)
+    starts: dict[str, list[float]] = {"ab": [], "ba": []}
+    failures: dict[str, list[float]] = {"ab": [], "ba": []}
+
+    def lock(first: str, second: str) -> None:
+        name = first + second
+        starts[name].append(time.monotonic())
+        touch = "MATCH (n:Resource {client: $client, id: $id}) SET n.by = $by"
+        try:
+            neo4j.run(client, touch, {"id": first, "by": name})
+            if len(starts[name]) == 1:
+                both_locked_one.wait()
+            neo4j.run(client, touch, {"id": second, "by": name})
+        except TransientError:
+            failures[name].append(time.monotonic())
+            raise
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            done = [pool.submit(neo4j.write_unit, client, lambda f=f, s=s: lock(f, s))
+                    for f, s in (("a", "b"), ("b", "a"))]
+            for future in done:
+                future.result(timeout=60)  # both committed in the end
+        assert failures["ab"] or failures["ba"], "neither was aborted as a deadlock"
+        for name, failed in failures.items():
+            for attempt, at in enumerate(failed):
+                # The driver's default waits 0.8-1.2 s before the first retry.
+                assert starts[name][attempt + 1] - at < 0.5
+        assert len(neo4j.run(client, "MATCH (n:Resource {client: $client}) "
+                                     "WHERE n.by IN ['ab', 'ba'] RETURN n.id")) == 2
     finally:
         neo4j.drop(client)
 
