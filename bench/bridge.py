@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import orjson
-from common import committed, rss_mb, sample_records
+from common import committed, exit_on_sigterm, rss_mb, sample_records
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kgcelery.app import create_app
@@ -128,6 +128,7 @@ def run_naive(settings: Settings, topic_of: dict[str, str], count: int) -> float
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000,
                         help="backlog the bridge drains (default 1,000,000)")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import redis
+from common import exit_on_sigterm
 
 from kgcelery.broker.envelope import argsrepr, redis_envelope, task_body, task_headers
 from kgcelery.broker.layout import IN_FLIGHT_KEY, UNACKED_INDEX_KEY, UNACKED_KEY
@@ -74,6 +75,7 @@ def timed(count: callable, rounds: int) -> float:  # type: ignore[valid-type]
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=200, help="tasks in flight")
     parser.add_argument("--rounds", type=int, default=50, help="counts timed per size")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,14 @@ from kgcelery.settings import Settings
 #: Share of each kind in the benchmark streams (logs dominate real telemetry).
 MIX = {"log": 0.5, "event": 0.3, "resource": 0.15, "alert": 0.05}
 KINDS = tuple(MIX)
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as Ctrl-C does: its ``finally`` blocks stop what it
+    started, in order (workers before the broker they shut down through). Without it
+    Python dies at once, and its children get SIGTERM (PDEATHSIG) with the broker gone:
+    Celery workers then wait in their warm shutdown for a broker that never returns."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def bench_settings(state: Path, **overrides: object) -> Settings:

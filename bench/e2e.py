@@ -41,6 +41,7 @@ from common import (
     KINDS,
     bench_settings,
     committed,
+    exit_on_sigterm,
     new_producer,
     produce,
     rss_mb,
@@ -214,6 +215,7 @@ def phase(title: str, action: Callable[[], Any]) -> Any:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=60_000, help="throughput backlog")
     parser.add_argument("--rate", type=float, default=2000.0, help="steady records/s")

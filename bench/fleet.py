@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from common import bench_settings, tree_peak_mb
+from common import bench_settings, exit_on_sigterm, tree_peak_mb
 from tenants import start_redis
 
 from kgcelery.broker.layout import (
@@ -230,6 +230,7 @@ def fairness(loud_tasks: int, quiet_count: int, seconds: float) -> None:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,100,1000", help="client queues per take")
     parser.add_argument("--rounds", type=int, default=200, help="takes timed per size")

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from common import exit_on_sigterm
 from tenants import start_redis
 
 from kgcelery.embedded.process import ManagedProcess
@@ -72,6 +73,7 @@ def wait_until(check: Callable[[], object], what: str, timeout: float = 60.0) ->
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,100,1000", help="client queues consumed")
     parser.add_argument("--rounds", type=int, default=5, help="fetches timed per page")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from common import exit_on_sigterm
 
 from kgcelery.embedded.binaries import falkordb_module, redis_server_binary
 from kgcelery.embedded.process import ManagedProcess
@@ -165,6 +166,7 @@ def rate(store: GraphStore, client: str, records: list[Any],
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events to write batched")
     parser.add_argument("--resources", type=int, default=5_000, help="pods to write batched")

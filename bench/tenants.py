@@ -56,6 +56,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from common import exit_on_sigterm
 
 from kgcelery.broker.layout import (
     IN_FLIGHT_KEY,
@@ -232,6 +233,7 @@ def end_to_end(n: int, mode: str, args: argparse.Namespace) -> str:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1].split("Run:")[0],

@@ -50,13 +50,21 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from common import KINDS, bench_settings, committed, new_producer, produce, sample_records
+from common import (
+    KINDS,
+    bench_settings,
+    committed,
+    exit_on_sigterm,
+    new_producer,
+    produce,
+    sample_records,
+)
 
 from kgcelery import latency
 from kgcelery.broker.redis_broker import work_of
 from kgcelery.control.registry import Registry, client_key
 from kgcelery.embedded import open_stack
-from kgcelery.embedded.process import ManagedProcess, stop_together
+from kgcelery.embedded.process import ManagedProcess, die_with_parent, stop_together
 from kgcelery.settings import Settings
 
 LOUD_SHARE = 0.6
@@ -123,6 +131,7 @@ class Result:
 def produce_load(settings: Settings, pool: list[tuple[str, bytes]], order: list[str],
                  stop: Any, produced: Any) -> None:
     """Records at ``len(order)`` per second until ``stop``; counts them in ``produced``."""
+    die_with_parent()  # a forked child: not stopped by PDEATHSIG otherwise
     producer = new_producer(settings)
     topics = {kind: settings.topics_of(kind)[0] for kind in KINDS}
     began, i = time.monotonic(), 0
@@ -146,6 +155,7 @@ def reconcile(settings: Settings, stop: Any, workers: Any, assigned: Any,
     """The reconciler as ``kgcelery up`` (local) or beat's reconcile task (fleet) runs it;
     publishes the workers per client it manages, summed, in ``assigned`` (and in
     ``workers``, when those are processes)."""
+    die_with_parent()
     from kgcelery.control.reconciler import Reconciler, make_scaler
 
     registry = Registry.from_url(settings.registry_url)
@@ -405,6 +415,7 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Red
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--mode", choices=["fleet", "local"], required=True)

@@ -5,11 +5,18 @@ docs/BENCHMARKS.md's, never asserted here)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+
+from kgcelery.embedded.process import pid_alive
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +25,8 @@ BENCH = Path(__file__).parents[1] / "bench" / "tenants_load.py"
 
 @pytest.mark.parametrize("mode", ["fleet", "local"])
 def test_the_tenants_bench_runs_and_loses_nothing(mode: str) -> None:
-    # Its processes die with it (PDEATHSIG), also when the timeout kills it.
+    # Its processes die with it (PDEATHSIG, its forked helpers too), also when the
+    # timeout kills it; SIGTERM stops them in order (the test below).
     done = subprocess.run(
         [sys.executable, str(BENCH), "--clients", "4", "--mode", mode, "--rate", "100",
          "--warmup", "8", "--seconds", "4", "--drain", "90", "--fleet", "1"],
@@ -32,3 +40,53 @@ def test_the_tenants_bench_runs_and_loses_nothing(mode: str) -> None:
     assert details["written"] == details["produced"]
     assert details["left_after_drain"] == {"quiet": 0, "loud": 0}
     assert 1 <= result["workers"] <= 16
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def test_a_tenants_bench_stopped_by_sigterm_leaves_nothing_running() -> None:
+    bench = subprocess.Popen(
+        [sys.executable, str(BENCH), "--clients", "4", "--mode", "fleet", "--rate", "100",
+         "--warmup", "60", "--seconds", "60", "--fleet", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(bench.stdout or []), daemon=True)
+    reader.start()
+    tree: set[int] = set()
+    try:
+        # Once the workers have settled, the load and its producer run too.
+        wait_for(lambda: any("settled" in line for line in lines), timeout=240,
+                 what="the bench's workers settled")
+        time.sleep(3)
+        tree = descendants(bench.pid)
+        assert len(tree) >= 6, tree   # servers, bridge, a worker and its child, forks
+        bench.send_signal(signal.SIGTERM)
+        bench.wait(timeout=240)
+        wait_for(lambda: not [pid for pid in tree if pid_alive(pid)], timeout=60,
+                 what="every process the bench started gone")
+    finally:
+        for pid in [bench.pid, *tree]:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        bench.wait(timeout=30)
+        reader.join(timeout=10)
+        if bench.stdout is not None:
+            bench.stdout.close()
