@@ -43,22 +43,18 @@ def test_the_tenants_bench_runs_and_loses_nothing(mode: str) -> None:
 
 
 def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` now (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
+    """Every process below ``pid`` now (each thread's ``children`` file, as
+    bench/common.py's ``tree_peak_mb`` reads them)."""
     found: set[int] = set()
     todo = [pid]
     while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
+        for listing in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = {int(kid) for kid in listing.read_text().split()} - found
+            except OSError:  # gone meanwhile
+                continue
+            found |= kids
+            todo += kids
     return found
 
 
