@@ -66,6 +66,44 @@ def test_a_late_old_update_never_revives_a_deleted_object(graph: GraphStore,
     assert state["gone"] is False and state["uid"] == "uid-new" and state["gone_at"] == 0.0
 
 
+def test_objects_the_graph_has_are_updated_in_one_statement_whatever_their_labels(
+        graph: GraphStore, client_ids: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_ids[0]
+
+    def state(at: str, status: str) -> list[dict[str, object]]:
+        return [pod("web-1", at, status=status),
+                {"op": "UPSERT", "at": at, "kind": "Service", "uid": "uid-web",
+                 "namespace": "shop", "name": "web", "selector": {"app": "web"}},
+                {"op": "UPSERT", "at": at, "kind": "Deployment", "uid": "uid-web-d",
+                 "namespace": "shop", "name": "web", "replicas": 2},
+                {"op": "UPSERT", "at": at, "kind": "Node", "uid": "uid-node-a",
+                 "name": "node-a"},
+                {"op": "DELETE", "at": at, "kind": "ConfigMap", "uid": "uid-cm",
+                 "namespace": "shop", "name": "settings"}]
+
+    write_resources(graph, client, records(*state(T1, "Pending")))
+    statements: list[str] = []
+    real_run = graph.run
+
+    def run(client_id: str, query: str, params: object = None) -> object:
+        statements.append(query)
+        return real_run(client_id, query, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(graph, "run", run)
+    write_resources(graph, client, records(*state(T2, "Running")))
+    upserts = [q for q in statements if "$cluster" in q]
+    # Known objects of four labels and one deletion: one statement per operation, and
+    # no per-label MERGE (each would be a statement).
+    assert len(upserts) == 2 and not any("MERGE (n:Resource" in q for q in upserts), upserts
+    assert props_of(graph, client, "Pod/shop/web-1")["status"] == "Running"
+    # A new object still gets its labels.
+    statements.clear()
+    write_resources(graph, client, records(pod("web-2", T2)))
+    assert any("MERGE (n:Resource:Pod" in q for q in statements)
+    assert count(graph, client, "Pod") == 2
+    assert props_of(graph, client, "ConfigMap/shop/settings")["gone"] is True
+
+
 def test_tombstones_delete_by_uid_or_by_name(graph: GraphStore, client_ids: list[str]) -> None:
     client = client_ids[0]
     write_resources(graph, client, records(pod("web-1", T1), pod("web-2", T1)))

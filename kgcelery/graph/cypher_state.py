@@ -51,9 +51,8 @@ def _deleted(flag: str, n: str, v: str, at: str, by: str) -> str:
             f"{when(flag, n, 'del_v', v)}")
 
 
-@lru_cache(maxsize=64)
-def upsert_resources(scope: Scope, label: str) -> str:
-    """UPSERT and DELETE observations of objects of one label, and their namespaces.
+def _apply_resource_rows(scope: Scope) -> str:
+    """The middle of the two statements below: ``r`` applied to the node ``n``.
 
     An update older than the last complete snapshot (``$cluster``'s ``snapshot_v``)
     leaves the object gone as of that snapshot: it was not in it (a node that was has
@@ -64,11 +63,6 @@ def upsert_resources(scope: Scope, label: str) -> str:
     newer_uid = "r.uid_v > coalesce(n.uid_v, '')"
     absent = "n.v IS NOT NULL AND n.v < snap AND coalesce(n.del_v, '') < snap"
     return (
-        f"OPTIONAL MATCH {scope.key('c', RESOURCE, '$cluster')} "
-        "WITH coalesce(c.snapshot_v, '') AS snap, c.snapshot_at AS snap_at "
-        "UNWIND $rows AS r "
-        f"MERGE {scope.object_key('n', label, 'r.id')} "
-        "ON CREATE SET n.kind = r.kind, n.name = r.name, n.namespace = r.namespace "
         f"WITH snap, snap_at, r, n, {newer} AS newer, {deleted} AS deleted "
         "SET n += CASE WHEN newer THEN r.props ELSE {} END, "
         f"{when(newer_uid, 'n', 'uid', 'r.uid')}, {when(newer_uid, 'n', 'uid_v', 'r.uid_v')}, "
@@ -77,6 +71,36 @@ def upsert_resources(scope: Scope, label: str) -> str:
         f"WITH snap, snap_at, r, n, {absent} AS absent "
         f"SET {_deleted('absent', 'n', 'snap', 'snap_at', 'snapshot')} "
         f"{_GONE.format(n='n', carry='r, n')} "
+    )
+
+
+def _snapshot(scope: Scope) -> str:
+    return (f"OPTIONAL MATCH {scope.key('c', RESOURCE, '$cluster')} "
+            "WITH coalesce(c.snapshot_v, '') AS snap, c.snapshot_at AS snap_at ")
+
+
+@lru_cache(maxsize=8)
+def update_resources(scope: Scope) -> str:
+    """UPSERT and DELETE observations of objects the graph already has, of every label
+    in one statement; returns the ids it found. The rest are new objects, created by
+    :func:`upsert_resources` (a statement per label, since a pattern's labels are
+    fixed): in a steady cluster nearly every observation is of a known object, and a
+    small batch names five labels or more, each a statement."""
+    return (
+        f"{_snapshot(scope)}UNWIND $rows AS r MATCH {scope.key('n', RESOURCE, 'r.id')} "
+        f"{_apply_resource_rows(scope)}"
+        f"{namespace_each(scope, 'n', 'r.namespace')} RETURN r.id"
+    )
+
+
+@lru_cache(maxsize=64)
+def upsert_resources(scope: Scope, label: str) -> str:
+    """UPSERT and DELETE observations of objects of one label, and their namespaces."""
+    return (
+        f"{_snapshot(scope)}UNWIND $rows AS r "
+        f"MERGE {scope.object_key('n', label, 'r.id')} "
+        "ON CREATE SET n.kind = r.kind, n.name = r.name, n.namespace = r.namespace "
+        f"{_apply_resource_rows(scope)}"
         f"{link_namespace(scope, 'n', 'r.namespace')}"
     )
 

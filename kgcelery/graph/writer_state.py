@@ -1,7 +1,8 @@
 """Write resource, topology and scrape target records (object state, the edges it
 implies, edge records and their tombstones, Prometheus targets and what they scrape).
 
-Per batch: the objects (one statement per label), tombstones, then what their current
+Per batch: the objects (those the graph has in one statement, new ones one statement
+per label), tombstones, then what their current
 state implies (scheduling, owners, service selection, containers), each as one
 statement over the batch; then placeholders of uids that now have their object are
 adopted. Edge records whose ends are known only by uid are resolved through the
@@ -138,13 +139,19 @@ def write_resources(store: GraphStore, client_id: str,
             newest[(record.id, record.op)] = record
     # Updates and deletions of one object in separate statements: a statement updates
     # each node from one row only (see cypher_signals.write_log_patterns).
-    by_statement: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for key in sorted(newest):
-        by_statement[(key[1], newest[key].label)].append(
-            newest[key].row())
-    for (_, label), rows in sorted(by_statement.items()):
-        run_chunks(store, client_id, cypher_state.upsert_resources(scope, label), rows,
-                   cluster=cluster_id(client_id))
+    cluster = cluster_id(client_id)
+    for op in (DELETE, UPSERT):
+        ours = [newest[key] for key in sorted(newest) if key[1] == op]
+        rows = [record.row() for record in ours]
+        found = {row[0] for row in run_chunks(
+            store, client_id, cypher_state.update_resources(scope), rows, cluster=cluster)}
+        new_by_label: dict[str, list[Row]] = defaultdict(list)
+        for record, row in zip(ours, rows, strict=True):
+            if record.id not in found:
+                new_by_label[record.label].append(row)
+        for label, new_rows in sorted(new_by_label.items()):
+            run_chunks(store, client_id, cypher_state.upsert_resources(scope, label),
+                       new_rows, cluster=cluster)
     tombstones = [r for r in records if r.op == TOMBSTONE]
     for by_uid in (False, True):
         rows = _tombstone_rows(t for t in tombstones if bool(t.uid and not t.id) is by_uid)
