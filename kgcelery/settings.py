@@ -76,8 +76,10 @@ class Settings(BaseSettings):
         BATCH_MAX_RECORDS / BATCH_MAX_BYTES / BATCH_MAX_WAIT_S: when a (client, kind)
             batch is published as one task (500 records / 1 MB / 0.2 s).
         BATCH_BACKLOG_WAIT_S: how long a batch may wait instead while its client's queue
-            holds tasks no worker took yet (2 s): its workers are behind, and fewer,
-            larger tasks are cheaper to write.
+            holds tasks no worker took yet (0: off, no longer than BATCH_MAX_WAIT_S).
+            Fewer, larger tasks; off by default since workers merge a backlog's small
+            tasks as they take them, and at 2 s it cost the Neo4j pipeline its p99
+            (0.88 s off, 2.15 s at 2 s; docs/BENCHMARKS.md).
         MAX_VALUE_BYTES: larger record values are dead-lettered as ``oversized`` (1 MB).
         REGISTRY_REFRESH_S: how often a bridge re-reads the client registry (1 s).
         UNREGISTERED_GRACE_S: how long a bridge holds the records of a client that is not
@@ -221,7 +223,7 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1)
     batch_max_bytes: int = Field(default=1_000_000, ge=1024)
     batch_max_wait_s: float = Field(default=0.2, gt=0)
-    batch_backlog_wait_s: float = Field(default=2.0, gt=0)
+    batch_backlog_wait_s: float = Field(default=0.0, ge=0)
     max_value_bytes: int = Field(default=1_000_000, ge=1024)
     registry_refresh_s: float = Field(default=1.0, gt=0)
     unregistered_grace_s: float = Field(default=10.0, ge=0)

@@ -2,10 +2,9 @@
 
 A batch is ready when it reaches ``max_records`` or ``max_bytes``, or when its oldest
 record has waited ``max_wait`` seconds; ``backlog_wait`` seconds instead while its
-client's queue holds tasks no worker has taken yet. Publishing sooner would not get
-those records written sooner (they would queue behind the backlog), and a few larger
-tasks cost the graph far fewer statements than many small ones (on Neo4j each
-statement is a round trip: docs/BENCHMARKS.md).
+client's queue holds tasks no worker has taken yet (off by default, see
+``Settings.batch_backlog_wait_s``): fewer, larger tasks, where the workers do not
+merge a backlog's small tasks themselves.
 """
 
 from __future__ import annotations
