@@ -105,8 +105,9 @@ def test_neo4j_schema_statements(tenancy: str, expected: list[str]) -> None:
     statements = schema_statements(tenancy)  # type: ignore[arg-type]
     for statement in expected:
         assert statement in statements
-    # One uniqueness constraint per keyed label; Event ids are unique per client too.
-    assert sum("CONSTRAINT" in s for s in statements) == len(cypher.KEYED_LABELS)
+    # One uniqueness constraint per keyed label (Event ids are unique per client too),
+    # and the clients' write turns (neo4j_store.WRITE_TURN).
+    assert sum("CONSTRAINT" in s for s in statements) == len(cypher.KEYED_LABELS) + 1
     assert all("IF NOT EXISTS" in s for s in statements)
 
 

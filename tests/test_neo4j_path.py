@@ -181,12 +181,13 @@ def test_a_write_unit_is_one_transaction_all_or_nothing(neo4j: Neo4jStore,
         neo4j.drop(client)
 
 
-def test_two_workers_of_one_client_that_deadlock_both_commit_after_a_short_retry(
+def test_two_units_that_deadlock_both_commit_after_a_short_retry(
         neo4j: Neo4jStore, client_ids: list[str]) -> None:
-    # Two workers of one client lock the same nodes in opposite orders (bench/e2e.py's
-    # loud client did, a few times a run): Neo4j aborts one, and the driver runs it again
-    # after RETRY_FIRST_DELAY_S, not its default second.
-    client = client_ids[0]
+    # Two units lock the same nodes in opposite orders: Neo4j aborts one, and the driver
+    # runs it again after RETRY_FIRST_DELAY_S, not its default second. (A client's own
+    # units take turns, neo4j_store.WRITE_TURN: units of two clients, on nodes they
+    # share here only because the test writes them so.)
+    client, other = client_ids[:2]
     neo4j.run(client, "UNWIND ['a', 'b'] AS id MERGE (n:Resource {client: $client, id: id})")
     both_locked_one = threading.Barrier(2, timeout=20)
     starts: dict[str, list[float]] = {"ab": [], "ba": []}
@@ -195,20 +196,21 @@ def test_two_workers_of_one_client_that_deadlock_both_commit_after_a_short_retry
     def lock(first: str, second: str) -> None:
         name = first + second
         starts[name].append(time.monotonic())
-        touch = "MATCH (n:Resource {client: $client, id: $id}) SET n.by = $by"
+        touch = "MATCH (n:Resource {client: $owner, id: $id}) SET n.by = $by"
+        unit_of = client if name == "ab" else other
         try:
-            neo4j.run(client, touch, {"id": first, "by": name})
+            neo4j.run(unit_of, touch, {"id": first, "by": name, "owner": client})
             if len(starts[name]) == 1:
                 both_locked_one.wait()
-            neo4j.run(client, touch, {"id": second, "by": name})
+            neo4j.run(unit_of, touch, {"id": second, "by": name, "owner": client})
         except TransientError:
             failures[name].append(time.monotonic())
             raise
 
     try:
         with ThreadPoolExecutor(2) as pool:
-            done = [pool.submit(neo4j.write_unit, client, lambda f=f, s=s: lock(f, s))
-                    for f, s in (("a", "b"), ("b", "a"))]
+            done = [pool.submit(neo4j.write_unit, unit_of, lambda f=f, s=s: lock(f, s))
+                    for unit_of, f, s in ((client, "a", "b"), (other, "b", "a"))]
             for future in done:
                 future.result(timeout=60)  # both committed in the end
         assert failures["ab"] or failures["ba"], "neither was aborted as a deadlock"
@@ -218,6 +220,42 @@ def test_two_workers_of_one_client_that_deadlock_both_commit_after_a_short_retry
                 assert starts[name][attempt + 1] - at < 0.5
         assert len(neo4j.run(client, "MATCH (n:Resource {client: $client}) "
                                      "WHERE n.by IN ['ab', 'ba'] RETURN n.id")) == 2
+    finally:
+        neo4j.drop(client)
+
+
+def test_a_clients_units_take_turns_and_never_deadlock_each_other(
+        neo4j: Neo4jStore, client_ids: list[str]) -> None:
+    # What the loud client's two workers did in bench/e2e.py: units of one client that
+    # touch the same nodes in opposite orders. The second waits for the first's commit.
+    client = client_ids[0]
+    neo4j.run(client, "UNWIND ['a', 'b'] AS id MERGE (n:Resource {client: $client, id: id})")
+    touch = "MATCH (n:Resource {client: $client, id: $id}) SET n.by = $by"
+    events: list[tuple[str, str]] = []
+    first_holds = threading.Event()
+
+    def unit(first: str, second: str) -> None:
+        neo4j.run(client, touch, {"id": first, "by": first + second})
+        events.append((first + second, "locked " + first))
+        if first == "a":
+            first_holds.set()
+            time.sleep(1.0)  # long enough for the other unit to try its first node
+        neo4j.run(client, touch, {"id": second, "by": first + second})
+
+    def after_the_first_holds() -> None:
+        first_holds.wait(20)
+        neo4j.write_unit(client, lambda: unit("b", "a"))
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            done = [pool.submit(neo4j.write_unit, client, lambda: unit("a", "b")),
+                    pool.submit(after_the_first_holds)]
+            for future in done:
+                future.result(timeout=60)  # no TransientError (deadlock) reached here
+        # One attempt each, in turn: the second unit locked nothing while the first ran.
+        assert events == [("ab", "locked a"), ("ba", "locked b")], events
+        assert neo4j.run(client, "MATCH (n:Resource {client: $client}) "
+                                 "RETURN collect(DISTINCT n.by)") == [[["ba"]]]
     finally:
         neo4j.drop(client)
 
