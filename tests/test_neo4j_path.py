@@ -222,6 +222,7 @@ def test_two_units_that_deadlock_both_commit_after_a_short_retry(
                                      "WHERE n.by IN ['ab', 'ba'] RETURN n.id")) == 2
     finally:
         neo4j.drop(client)
+        neo4j.drop(other)  # its write turn
 
 
 def test_a_clients_units_take_turns_and_never_deadlock_each_other(

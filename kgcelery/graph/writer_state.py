@@ -2,11 +2,11 @@
 implies, edge records and their tombstones, Prometheus targets and what they scrape).
 
 Per batch: the objects (those the graph has in one statement, new ones one statement
-per label), tombstones, then what their current
-state implies (scheduling, owners, service selection, containers), each as one
-statement over the batch; then placeholders of uids that now have their object are
-adopted. Edge records whose ends are known only by uid are resolved through the
-``uid`` index first; an unknown uid gets a placeholder node (see ``model``).
+per label), tombstones, then what their current state implies (scheduling, owners,
+service selection, containers), each as one statement over the batch; then
+placeholders of uids that now have their object are adopted. Edge records whose ends
+are known only by uid are resolved through the ``uid`` index first; an unknown uid
+gets a placeholder node (see ``model``).
 """
 
 from __future__ import annotations
@@ -140,8 +140,9 @@ def write_resources(store: GraphStore, client_id: str,
     # Updates and deletions of one object in separate statements: a statement updates
     # each node from one row only (see cypher_signals.write_log_patterns).
     cluster = cluster_id(client_id)
+    ordered = [newest[key] for key in sorted(newest)]
     for op in (DELETE, UPSERT):
-        ours = [newest[key] for key in sorted(newest) if key[1] == op]
+        ours = [record for record in ordered if record.op == op]
         rows = [record.row() for record in ours]
         found = {row[0] for row in run_chunks(
             store, client_id, cypher_state.update_resources(scope), rows, cluster=cluster)}
