@@ -30,11 +30,10 @@ from kgcelery import latency
 from kgcelery.broker import open_broker
 from kgcelery.clients import CONTROL_QUEUE
 from kgcelery.cliutil import stop_on_signals
-from kgcelery.control.reconciler import Reconciler, reconcile_until
+from kgcelery.control.reconciler import Reconciler, local_scaler, reconcile_until
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
-from kgcelery.control.scalers.local_fleet import LocalFleetScaler, default_fleet_size
-from kgcelery.control.workermode import FLEET, resolve_worker_mode
+from kgcelery.control.scalers.local_fleet import LocalFleetScaler
 from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess, restart_dead
 from kgcelery.errors import BrokerUnavailableError, GraphUnavailableError
@@ -165,29 +164,6 @@ def _banner(settings: Settings, state_dir: Path, flower: bool,
     click.echo("\n".join(lines))
 
 
-def make_scaler(settings: Settings, registry: Registry, state_dir: Path
-                ) -> tuple[Settings, LocalScaler | LocalFleetScaler]:
-    """The workers' scaler for the mode that ``WORKER_MODE`` resolves to now, and the
-    settings of every process started here (the mode resolved, reconciled here)."""
-    mode = resolve_worker_mode(settings.worker_mode, registered=len(registry.registered_ids()),
-                               threshold=settings.fleet_threshold)
-    run_dir, log_dir = state_dir / "run", state_dir / "logs"
-    if mode != FLEET:
-        settings = settings.model_copy(update={"scaler_backend": "local",
-                                               "worker_mode": mode})
-        return settings, LocalScaler(settings, run_dir=run_dir, log_dir=log_dir)
-    size = default_fleet_size(settings)
-    # No client wants more workers than the fleet has.
-    settings = settings.model_copy(update={
-        "scaler_backend": "local", "worker_mode": mode, "fleet_size": size,
-        "scale_max_workers": min(settings.scale_max_workers, size),
-        "scale_min_workers": min(settings.scale_min_workers, size)})
-    from kgcelery.app import create_app
-
-    return settings, LocalFleetScaler(settings, create_app(settings), size=size,
-                                      run_dir=run_dir, log_dir=log_dir)
-
-
 def run_everything(settings: Settings, *, demo: bool, flower: bool,
                    status_interval: float) -> None:
     """Start it all, supervise, print status; stop it all on Ctrl-C or SIGTERM."""
@@ -203,7 +179,7 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
     try:
         stack.start()
         # After the stack: auto decides from the clients its registry holds.
-        settings, scaler = make_scaler(settings, registry, state_dir)
+        settings, scaler = local_scaler(settings, registry, state_dir)
         processes = Processes(settings, state_dir)
         # After the stack: the FalkorDB client connects when it is made.
         store = open_store(settings)

@@ -3,7 +3,8 @@
 
 200 registered clients, none with work, hold no worker once their idle grace is over,
 and never more than the global max meanwhile; when records arrive for some of them,
-every one of those gets a worker in turn and its records reach its graph.
+every one of those gets a worker in turn and its records reach its graph. The same on a
+fleet, run by ``kgcelery reconcile`` as ``KGCELERY_WORKER_MODE`` says.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ WITH_WORK = 8
 
 
 @pytest.fixture
-def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+def settings(stack_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+             ) -> Settings:
     # No expiry during the test (nobody beats for 200 clients); a short idle grace.
     return control_settings(stack_settings, tmp_path, heartbeat_ttl_s=3600.0,
-                            scale_global_max_workers=BUDGET, scale_idle_grace_s=2.0)
+                            scale_global_max_workers=BUDGET, scale_idle_grace_s=2.0,
+                            **getattr(request, "param", {}))
 
 
 class WorkerCount:
@@ -43,6 +46,7 @@ class WorkerCount:
         self.app = app
         self.most = 0
         self.last = -1
+        self.names: set[str] = set()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -55,6 +59,7 @@ class WorkerCount:
                 continue
             workers = {w for names in per_client.values() for w in names}
             self.last = len(workers)
+            self.names |= workers
             self.most = max(self.most, self.last)
             self.done.wait(0.3)
 
@@ -97,3 +102,31 @@ def test_200_idle_clients_hold_a_bounded_fleet_and_each_gets_its_work_done(
     finally:
         registry.close()
     assert 0 < worker_count.most <= BUDGET, f"{worker_count.most} workers at once"
+
+
+FLEET = 2
+
+
+@pytest.mark.parametrize("settings", [{"worker_mode": "fleet", "fleet_size": FLEET}],
+                         indirect=True, ids=["fleet"])
+def test_kgcelery_reconcile_runs_the_fleet_that_worker_mode_names(
+        settings: Settings, processes: Processes, app: Celery, graph: GraphStore,
+        worker_count: WorkerCount, client_ids: list[str]) -> None:
+    clients = [f"{client_ids[0]}-{i:02}" for i in range(20)]
+    registry = Registry.from_url(settings.registry_url)
+    try:
+        for client in clients:
+            registry.register(client, cluster_name=client)
+        start_control_plane(processes, settings)
+        busy = clients[::5]
+        for client in busy:
+            send_events(app, client, 50, per_task=50)
+        for client in busy:
+            wait_for(lambda c=client: event_count(graph, c) == 50, timeout=180,  # type: ignore[misc]
+                     what=f"{client}'s records in its graph")
+    finally:
+        registry.close()
+    # The fleet's workers did it all: no worker of a client's own was started.
+    started = sorted(log.stem for log in (Path(settings.state_dir) / "logs").glob("*.log"))
+    assert started == [f"fleet-{n}" for n in range(1, FLEET + 1)]
+    assert all(name.startswith("fleet-") for name in worker_count.names), worker_count.names

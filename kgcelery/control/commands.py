@@ -185,7 +185,9 @@ def reconcile(once: bool, backend: str | None) -> None:
     """Make actual workers = desired workers until Ctrl-C, through the scaler backend.
 
     'local' runs the worker subprocesses itself (and stops them when it stops), so it
-    must keep running; 'kgcelery up' already does this. 'celery' and 'kubernetes' are
+    must keep running; 'kgcelery up' already does this. Its workers are per-client or a
+    fleet as KGCELERY_WORKER_MODE says (auto: decided at start from the clients
+    registered); give beat the same mode. 'celery' and 'kubernetes' are
     also reconciled by beat; --once runs one pass by hand.
     """
     from kgcelery.control.reconciler import run_reconciler

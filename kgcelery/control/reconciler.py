@@ -23,16 +23,18 @@ from celery import Celery
 
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.base import Scaler
+from kgcelery.control.scalers.local import LocalScaler
+from kgcelery.control.scalers.local_fleet import LocalFleetScaler, default_fleet_size
+from kgcelery.control.workermode import FLEET, resolve_worker_mode
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def make_scaler(settings: Settings, *, app: Celery | None = None) -> Scaler:
-    """The scaler backend that ``SCALER_BACKEND`` names."""
+    """The scaler backend that ``SCALER_BACKEND`` names (``local``: per-client workers;
+    :func:`local_scaler` also runs a fleet)."""
     if settings.scaler_backend == "local":
-        from kgcelery.control.scalers.local import LocalScaler
-
         state_dir = Path(settings.state_dir).resolve()
         return LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
     if settings.scaler_backend == "celery":
@@ -44,6 +46,30 @@ def make_scaler(settings: Settings, *, app: Celery | None = None) -> Scaler:
     from kgcelery.control.scalers.k8s import KubernetesScaler
 
     return KubernetesScaler.from_settings(settings)
+
+
+def local_scaler(settings: Settings, registry: Registry, state_dir: Path
+                 ) -> tuple[Settings, LocalScaler | LocalFleetScaler]:
+    """The local workers for the mode that ``WORKER_MODE`` resolves to now (``auto``:
+    from the clients registered), and the settings of the processes started with them
+    (the mode resolved; on a fleet, no client wants more workers than it has)."""
+    registered = len(registry.registered_ids()) if settings.worker_mode == "auto" else 0
+    mode = resolve_worker_mode(settings.worker_mode, registered=registered,
+                               threshold=settings.fleet_threshold)
+    run_dir, log_dir = state_dir / "run", state_dir / "logs"
+    if mode != FLEET:
+        settings = settings.model_copy(update={"scaler_backend": "local",
+                                               "worker_mode": mode})
+        return settings, LocalScaler(settings, run_dir=run_dir, log_dir=log_dir)
+    size = default_fleet_size(settings)
+    settings = settings.model_copy(update={
+        "scaler_backend": "local", "worker_mode": mode, "fleet_size": size,
+        "scale_max_workers": min(settings.scale_max_workers, size),
+        "scale_min_workers": min(settings.scale_min_workers, size)})
+    from kgcelery.app import create_app
+
+    return settings, LocalFleetScaler(settings, create_app(settings), size=size,
+                                      run_dir=run_dir, log_dir=log_dir)
 
 
 class Reconciler:
@@ -79,7 +105,17 @@ def reconcile_until(stop: threading.Event, reconciler: Reconciler, interval: flo
 def run_reconciler(settings: Settings, stop: threading.Event, *, once: bool = False) -> None:
     """``kgcelery reconcile``: reconcile every ``RECONCILE_INTERVAL_S`` until ``stop``."""
     registry = Registry.from_url(settings.registry_url)
-    scaler = make_scaler(settings)
+    scaler: Scaler
+    if settings.scaler_backend == "local":
+        resolved, scaler = local_scaler(settings, registry, Path(settings.state_dir).resolve())
+        if settings.worker_mode == "auto" and resolved.worker_mode == FLEET:
+            # Beat sizes per-client pools unless it is told the mode too.
+            log.warning("KGCELERY_WORKER_MODE=auto runs a fleet here (%d clients registered, "
+                        "above KGCELERY_FLEET_THRESHOLD=%d): give beat "
+                        "KGCELERY_WORKER_MODE=fleet as well", len(registry.registered_ids()),
+                        settings.fleet_threshold)
+    else:
+        scaler = make_scaler(settings)
     reconciler = Reconciler(registry, scaler)
     metrics_server = None
     if settings.control_metrics_port and not once:
