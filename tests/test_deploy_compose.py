@@ -277,6 +277,8 @@ def test_kafka_and_neo4j_settings_as_a_platform_team_wants(base: dict[str, Any])
     neo4j = services["neo4j"]["environment"]
     assert neo4j["NEO4J_server_memory_heap_initial__size"] == \
         neo4j["NEO4J_server_memory_heap_max__size"]
+    # As the embedded stack's (KgNeo4j.java): one plan per statement, whatever its sizes.
+    assert neo4j["NEO4J_internal_cypher_use__parameter__size"] == "false"
     kgcelery = kgcelery_services(base)
     for role in ("bridge", "beat"):
         test = kgcelery[role]["healthcheck"]["test"]
