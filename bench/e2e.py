@@ -326,6 +326,9 @@ def warm_up(settings: Settings, pool: list[tuple[str, bytes]], passes: int) -> N
     for kind, value in pool:
         by_kind.setdefault(kind, []).extend(
             TASK_KINDS[kind].normalize(orjson.loads(value), "", None))
+    by_label: dict[str, dict[str, Any]] = {}
+    for record in by_kind.get("resource", []):
+        by_label.setdefault(record.label, {})[record.id] = record
     store = open_store(settings)
     try:
         for index in range(passes):
@@ -338,6 +341,15 @@ def warm_up(settings: Settings, pool: list[tuple[str, bytes]], passes: int) -> N
                     store.write_unit(client, partial(TASK_KINDS[kind].write, store, client,
                                                      batch, f"warm:{kind}:{start}"))
                     start, turn = start + size, turn + 1
+            store.drop(client)
+        # Each label's objects also into a graph of their own, new, as a client's first
+        # batch has them: in the mixed batches events had created most objects first (and
+        # jobs their cron jobs), so the statements that create a label's objects had not
+        # all run, and the drain's first batch planned them while every worker waited.
+        for label, objects in sorted(by_label.items()):
+            client = f"warm-up-{label.lower()}"
+            store.write_unit(client, partial(TASK_KINDS["resource"].write, store, client,
+                                             list(objects.values()), f"warm:{label}"))
             store.drop(client)
     finally:
         store.close()
