@@ -110,10 +110,9 @@ def run_reconciler(settings: Settings, stop: threading.Event, *, once: bool = Fa
         resolved, scaler = local_scaler(settings, registry, Path(settings.state_dir).resolve())
         if settings.worker_mode == "auto" and resolved.worker_mode == FLEET:
             # Beat sizes per-client pools unless it is told the mode too.
-            log.warning("KGCELERY_WORKER_MODE=auto runs a fleet here (%d clients registered, "
-                        "above KGCELERY_FLEET_THRESHOLD=%d): give beat "
-                        "KGCELERY_WORKER_MODE=fleet as well", len(registry.registered_ids()),
-                        settings.fleet_threshold)
+            log.warning("KGCELERY_WORKER_MODE=auto runs a fleet here (more clients "
+                        "registered than KGCELERY_FLEET_THRESHOLD=%d): give beat "
+                        "KGCELERY_WORKER_MODE=fleet as well", settings.fleet_threshold)
     else:
         scaler = make_scaler(settings)
     reconciler = Reconciler(registry, scaler)
