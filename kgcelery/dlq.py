@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from kgcelery.client_topics import ClientTopics
 from kgcelery.deadletter import REASON_HEADER, headers_of
 from kgcelery.errors import ReplayError
 from kgcelery.kafka import common_config, producer_config
@@ -138,6 +139,7 @@ def replay(settings: Settings, letters: Iterable[Letter], *, dry_run: bool) -> d
     Letters without a source topic are skipped (counted under ``"(no source)"``).
     """
     counts: dict[str, int] = defaultdict(int)
+    client_topics = ClientTopics.of(settings.client_topics)
     producer = None if dry_run else Producer(producer_config(settings))
     failures: list[str] = []
 
@@ -147,7 +149,7 @@ def replay(settings: Settings, letters: Iterable[Letter], *, dry_run: bool) -> d
 
     for letter in letters:
         target = letter.source_topic
-        if not target or target not in settings.topics:
+        if not target or (target not in settings.topics and not client_topics.match(target)):
             counts["(no source)" if not target else f"(unknown topic {target})"] += 1
             continue
         counts[target] += 1

@@ -54,7 +54,15 @@ def consumer_config(settings: Settings, *, group: str | None = None) -> dict[str
         # librdkafka's defaults make a group join on Tansu take ~23 s; these take ~3 s.
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
+        # A pattern subscription (KGCELERY_CLIENT_TOPICS) sees a new client's topics at
+        # the next metadata refresh: every 30 s rather than librdkafka's 5 minutes.
+        **({"topic.metadata.refresh.interval.ms": CLIENT_TOPICS_REFRESH_MS}
+           if settings.client_topics else {}),
     }
+
+
+#: How soon a bridge subscribed by pattern sees the topics of a client that is new.
+CLIENT_TOPICS_REFRESH_MS = 30_000
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kgcelery.client_topics import CHART_1_0, CHART_1_0_TOPICS, check_template
 
 #: Kinds of record the bridge understands (the wire contract of DESIGN.md).
 KINDS = ("event", "log", "resource", "topology", "alert", "target", "registry", "heartbeat")
@@ -67,6 +69,11 @@ class Settings(BaseSettings):
         KAFKA_BOOTSTRAP_SERVERS: Kafka bootstrap servers (derived from the embedded port).
         TOPICS: JSON object topic -> kind (event, log, resource, topology, alert,
             target, registry, heartbeat).
+        CLIENT_TOPICS: topics that name their client, as agent chart 1.0.x sends them
+            (``<client>.events.normalized`` ...): ``chart-1.0`` for its five topics, or a
+            JSON object template -> kind with ``{client}`` where the id goes (e.g.
+            ``{"{client}.events.normalized": "event"}``). The bridge subscribes to every
+            topic of those shapes and takes the client from the name (none by default).
         TOPIC_PARTITIONS: partitions of the topics the embedded stack creates (4).
         CONSUMER_GROUP: the bridge's consumer group (``kgcelery-bridge``).
         KAFKA_SESSION_TIMEOUT_MS / KAFKA_HEARTBEAT_INTERVAL_MS: group membership timing
@@ -214,6 +221,7 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str = ""
     topics: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TOPICS))
+    client_topics: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     topic_partitions: int = Field(default=4, ge=1)
     consumer_group: str = "kgcelery-bridge"
     kafka_session_timeout_ms: int = Field(default=6000, ge=1000)
@@ -328,12 +336,35 @@ class Settings(BaseSettings):
             data["graph_uri"] = f"redis://127.0.0.1:{given('embedded_graph_port')}"
         return data
 
+    @field_validator("client_topics", mode="before")
+    @classmethod
+    def _client_topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip() in ("", "{}"):
+                return {}
+            if value.strip() == CHART_1_0:
+                return dict(CHART_1_0_TOPICS)
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"KGCELERY_CLIENT_TOPICS is neither {CHART_1_0!r} nor a JSON "
+                                 f"object template -> kind: {exc}") from exc
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         unknown = {kind for kind in self.topics.values() if kind not in KINDS}
         if unknown:
             raise ValueError(f"KGCELERY_TOPICS names unknown kinds {sorted(unknown)}; "
                              f"known kinds: {', '.join(KINDS)}")
+        data_kinds = [kind for kind in KINDS if kind not in ("registry", "heartbeat")]
+        for template, kind in self.client_topics.items():
+            problem = check_template(template)
+            if problem:
+                raise ValueError(f"KGCELERY_CLIENT_TOPICS: {problem}")
+            if kind not in data_kinds:
+                raise ValueError(f"KGCELERY_CLIENT_TOPICS: {template!r} names kind {kind!r}; "
+                                 f"a client's own topic carries one of {', '.join(data_kinds)}")
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("KGCELERY_VISIBILITY_TIMEOUT_S must be longer than "
                              "KGCELERY_TASK_TIME_LIMIT_S, or running tasks get redelivered")

@@ -12,6 +12,10 @@ agent chart's register-cluster-job pipes its JSON line through ``kcat -K:``, whi
 it at the first ``:`` (key ``{"client_id"``, value the rest); when key + ``:`` + value is
 a JSON object whose ``client_id`` is a valid id, that object is the registration
 (:attr:`Routed.kcat_joined`; the bridge counts and logs it).
+
+Topics that name their client (``KGCELERY_CLIENT_TOPICS``, :mod:`kgcelery.client_topics`)
+carry keys that need not: there the topic names the client, and a key's ``<client>::``
+prefix, where it has one, must be the same client.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from typing import Any
 import orjson
 import simdjson
 
-from kgcelery.clients import CLIENT_ID_PATTERN, RecordKey, parse_control_key, parse_key
+from kgcelery.client_topics import ClientTopics
+from kgcelery.clients import (
+    CLIENT_ID_PATTERN,
+    KEY_SEPARATOR,
+    RecordKey,
+    parse_control_key,
+    parse_key,
+    validate_client_id,
+)
 from kgcelery.errors import BadKeyError, InvalidClientIdError, RejectedRecordError
 
 #: Kinds the bridge applies to the registry itself instead of publishing as tasks.
@@ -175,11 +187,19 @@ def classify_control(kind: str, key: bytes | None, value: bytes | None, *,
 
 
 def classify(topic: str, key: bytes | None, value: bytes | None, *,
-             kinds: Mapping[str, str], max_value_bytes: int) -> Routed:
+             kinds: Mapping[str, str], max_value_bytes: int,
+             client_topics: ClientTopics | None = None) -> Routed:
     """Route a record or raise :class:`RejectedRecordError` with a stable reason code."""
     kind = kinds.get(topic)
     if kind is None:
-        raise RejectedRecordError("unknown-topic", f"topic {topic!r} is not in KGCELERY_TOPICS")
+        named = client_topics.match(topic) if client_topics else None
+        if named is None:
+            also = " nor of a KGCELERY_CLIENT_TOPICS shape" if client_topics else ""
+            raise RejectedRecordError("unknown-topic",
+                                      f"topic {topic!r} is not in KGCELERY_TOPICS{also}")
+        client_id, kind = named
+        return _classify_data(kind, _key_on_client_topic(topic, client_id, key), value,
+                              max_value_bytes)
     if kind in CONTROL_KINDS:
         return classify_control(kind, key, value, max_value_bytes=max_value_bytes)
     try:
@@ -188,6 +208,34 @@ def classify(topic: str, key: bytes | None, value: bytes | None, *,
         raise RejectedRecordError("invalid-client-id", str(exc)) from exc
     except BadKeyError as exc:
         raise RejectedRecordError("bad-key", str(exc)) from exc
+    return _classify_data(kind, parsed, value, max_value_bytes)
+
+
+def _key_on_client_topic(topic: str, client_id: str, key: bytes | None) -> RecordKey:
+    """The record key of a topic that names its client ``client_id``: the whole key is
+    the entity (an Event's uid), unless it starts with a valid ``<client>::``, which must
+    then be that client."""
+    try:
+        validate_client_id(client_id)
+    except InvalidClientIdError as exc:
+        raise RejectedRecordError("invalid-client-id",
+                                  f"topic {topic!r} names an invalid client: {exc}") from exc
+    if key is None:
+        return RecordKey(client_id, "")
+    text = key.decode("utf-8", errors="replace")
+    prefix, separator, entity = text.partition(KEY_SEPARATOR)
+    if not separator or not CLIENT_ID_PATTERN.fullmatch(prefix):
+        return RecordKey(client_id, text)
+    if prefix != client_id:
+        raise RejectedRecordError(
+            "client-id-mismatch", f"key {text[:128]!r} names client {prefix!r} on topic "
+            f"{topic!r} of client {client_id!r}", client_id=client_id)
+    return RecordKey(client_id, entity)
+
+
+def _classify_data(kind: str, parsed: RecordKey, value: bytes | None,
+                   max_value_bytes: int) -> Routed:
+    """A data record (any kind but the control kinds) of the client ``parsed`` names."""
     client_id = parsed.client_id
     size = len(value) if value is not None else 0
     if size > max_value_bytes:
@@ -217,8 +265,8 @@ def classify(topic: str, key: bytes | None, value: bytes | None, *,
         if claimed != client_id:
             raise RejectedRecordError(
                 "client-id-mismatch",
-                f"payload client_id {str(claimed)[:64]!r} disagrees with key client "
-                f"{client_id!r}", client_id=client_id)
+                f"payload client_id {str(claimed)[:64]!r} disagrees with client "
+                f"{client_id!r} of its key or topic", client_id=client_id)
         payload = orjson.dumps(decoded)
     if kind == "alert":
         alerts = explode_alerts(decoded)

@@ -31,6 +31,7 @@ from kgcelery.bridge.offsets import OffsetTracker, Segment
 from kgcelery.bridge.quota import QueueQuota
 from kgcelery.bridge.routing import CONTROL_KINDS, Routed, classify
 from kgcelery.broker import Durability, open_broker
+from kgcelery.client_topics import ClientTopics
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import BrokerUnavailableError, RejectedRecordError
@@ -114,6 +115,7 @@ class Bridge:
         handled = set(TASK_FOR_KIND) | CONTROL_KINDS
         self.kinds = {topic: kind for topic, kind in settings.topics.items() if kind in handled}
         self.control_topics = frozenset(t for t, k in self.kinds.items() if k in CONTROL_KINDS)
+        self.client_topics = ClientTopics.of(settings.client_topics)
         self.registry = registry
         self.registered = RegisteredClients(registry, settings.registry_refresh_s)
         self.publisher = open_broker(app, settings.broker_url, Durability(
@@ -159,9 +161,10 @@ class Bridge:
             self.shutdown()
 
     def subscribe(self) -> None:
-        self.consumer.subscribe(list(self.kinds), on_assign=self._on_assign,
+        patterns = self.client_topics.patterns()
+        self.consumer.subscribe([*self.kinds, *patterns], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("bridge consuming %s as group %s", ", ".join(sorted(self.kinds)),
+        log.info("bridge consuming %s as group %s", ", ".join([*sorted(self.kinds), *patterns]),
                  self.settings.consumer_group)
 
     def step(self, timeout: float = 0.1) -> int:
@@ -199,7 +202,7 @@ class Bridge:
         return len(messages)
 
     def _route(self, messages: list[Message], now: float, ready: list[Batch]) -> None:
-        kinds, limit = self.kinds, self.settings.max_value_bytes
+        kinds, limit, client_topics = self.kinds, self.settings.max_value_bytes, self.client_topics
         hard_limit = self.settings.client_queue_hard_limit
         accepted, watched = self.guard.accepted, self.guard.watched
         for message in messages:
@@ -212,7 +215,7 @@ class Bridge:
             segment = self.offsets.consumed((topic, partition or 0), offset or 0)
             try:
                 routed = classify(topic, message.key(), message.value(), kinds=kinds,
-                                  max_value_bytes=limit)
+                                  max_value_bytes=limit, client_topics=client_topics)
                 client = routed.client_id
                 if routed.kcat_joined:
                     self._kcat_joined(topic, client)
