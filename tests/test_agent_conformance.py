@@ -27,6 +27,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from kgcelery import latency
+from kgcelery.client_topics import CHART_1_0_TOPICS
 from kgcelery.clients import queue_for
 from kgcelery.control.registry import DRAINING, Registry
 from kgcelery.deadletter import headers_of
@@ -35,14 +36,15 @@ from kgcelery.graph import GraphStore
 from kgcelery.kafka import ensure_topics, producer_config
 from kgcelery.model.timeparse import to_epoch
 from kgcelery.settings import DEFAULT_TOPICS, Settings
-from tests.graph_helpers import edges_of, props_of
+from tests.graph_helpers import edges_of, mine, props_of
 from tests.helpers import Processes, produce, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stacks]
 
 
 T = 1_790_000_000.25  # 2026-09-21T14:13:20.25Z
-ROWS = ("r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r12", "r13", "r14", "r15")
+ROWS = ("r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r12", "r13", "r14", "r15",
+        "r15-b", "r15-c")
 _modules = itertools.count(1)
 
 
@@ -61,8 +63,12 @@ class DeadLetters:
                                   "group.id": "kgcelery-conformance", "enable.auto.commit": False})
         partitions = []
         for topic in (settings.dlq_raw_topic, settings.dlq_normalized_topic):
-            meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
-            partitions += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+            # Apache Kafka may list a topic just created without its partitions yet:
+            # assigned none, this reader would never see a letter.
+            listed = wait_for(lambda t=topic: self.consumer.list_topics(t, timeout=10)
+                              .topics[t].partitions or None, timeout=30,
+                              what=f"the partitions of {topic}")
+            partitions += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in listed]
         self.consumer.assign(partitions)
         self.seen: list[Letter] = []
 
@@ -129,7 +135,7 @@ class Rig:
 
     def query(self, client: str, cypher: str, params: dict[str, Any] | None = None) -> list:
         try:
-            return self.graph.run(client, cypher, params or {})
+            return self.graph.run(client, cypher, {"client": client, **(params or {})})
         except Exception:  # noqa: BLE001 - the client's graph does not exist yet
             return []
 
@@ -138,15 +144,22 @@ class Rig:
 def rig(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     prefix = f"conf{next(_modules)}-{os.getpid()}."
     clients = {row: f"k{os.getpid()}-{next(_modules)}-{row}" for row in ROWS}
-    per_client = {f"{prefix}{clients['r15']}.events.normalized": "event",
-                  f"{prefix}{clients['r15']}.logs.normalized": "log"}
     settings = stack_settings.model_copy(update={
-        "topics": {**{prefix + topic: kind for topic, kind in DEFAULT_TOPICS.items()},
-                   **per_client},
+        "topics": {prefix + topic: kind for topic, kind in DEFAULT_TOPICS.items()},
+        # Row 15: chart 1.0.x's per-client topics, by KGCELERY_CLIENT_TOPICS=chart-1.0
+        # (prefixed like every topic of the module).
+        "client_topics": {prefix + template: kind
+                          for template, kind in CHART_1_0_TOPICS.items()},
         "dlq_raw_topic": prefix + "dlq.raw", "dlq_normalized_topic": prefix + "dlq.normalized",
         "consumer_group": prefix + "bridge",
     })
     ensure_topics(settings)
+    # The chart's producers create their topics; here they exist before the bridge
+    # subscribes, or it would see them at its next metadata refresh (30 s).
+    ensure_topics(settings.model_copy(update={"topics": {
+        prefix + template.replace("{client}", client): kind
+        for template, kind in CHART_1_0_TOPICS.items()
+        for client in (clients["r15"], clients["r15-b"])}}))
     from kgcelery.graph import open_store
 
     graph, registry = open_store(settings), Registry.from_url(settings.registry_url)
@@ -168,6 +181,15 @@ def rig(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         letters.consumer.close()
         registry.close()
         graph.close()
+
+
+def _key(rig: Rig, id_expr: str) -> str:
+    """The properties that find a node by id in the client's graph (its own graph, or its
+    share of one database: tenancy ``property`` on Neo4j)."""
+    return f"{{id: {id_expr}{', client: $client' if rig.graph.client_key else ''}}}"
+
+
+CONTAINER = "'Container/shop/web-1/web'"
 
 
 def _processed(rig: Rig, client: str) -> int:
@@ -342,7 +364,8 @@ def test_row7_topology_edges_land_on_the_objects_they_name(rig: Rig) -> None:
                                                        ("Service/shop/web", "Pod/shop/web-2")}
     # No orphan placeholders: every Resource is one of the objects (or their namespace,
     # cluster and containers, which the model derives).
-    rows = rig.query(client, "MATCH (n:Resource) RETURN n.id, coalesce(n.placeholder, false)")
+    rows = rig.query(client, f"MATCH (n:Resource{mine(rig.graph)}) "
+                             "RETURN n.id, coalesce(n.placeholder, false)")
     assert not [i for i, placeholder in rows if placeholder]
     # (the ReplicaSet's ownerRef names Deployment web: a node by name, not a placeholder).
     assert {i for i, _ in rows if i.split("/")[0] not in ("Namespace", "Cluster", "Container")
@@ -367,7 +390,7 @@ def test_row8_prometheus_targets_become_prom_target_nodes(rig: Rig) -> None:
     target_id = f"PromTarget/{client}|web|shop|web|10.1.0.7:8080"
 
     def target_props() -> dict[str, Any]:
-        rows = rig.query(client, "MATCH (t:PromTarget {id: $id}) RETURN properties(t)",
+        rows = rig.query(client, f"MATCH (t:PromTarget {_key(rig, '$id')}) RETURN properties(t)",
                          {"id": target_id})
         return dict(rows[0][0]) if rows else {}
 
@@ -379,7 +402,8 @@ def test_row8_prometheus_targets_become_prom_target_nodes(rig: Rig) -> None:
     assert props["last_error"] == target["lastError"]
     assert props["last_scrape"] == to_epoch("2026-09-21T14:13:12.5Z")
     scraped = {row[0] for row in rig.query(
-        client, "MATCH (:PromTarget {id: $id})-[:SCRAPES]->(o) RETURN o.id", {"id": target_id})}
+        client, f"MATCH (:PromTarget {_key(rig, '$id')})-[:SCRAPES]->(o) RETURN o.id",
+        {"id": target_id})}
     assert scraped == {"Pod/shop/web-1", "Service/shop/web"}
     gone = wire.prom_target_tombstone(client, client, labels)
     rig.send([gone])
@@ -402,7 +426,7 @@ def test_row9_vector_logs_normalized_fold_into_the_pods_container(rig: Rig) -> N
     client = rig.clients["r9"]
     records = [wire.vector_log(client, LOG, T), wire.vector_log(client, LOG, T + 1)]
     rig.send(records)
-    query = ("MATCH (c:Container {id: 'Container/shop/web-1/web'})-[e:EMITTED]->(p:LogPattern)"
+    query = (f"MATCH (c:Container {_key(rig, CONTAINER)})-[e:EMITTED]->(p:LogPattern)"
              " RETURN e.count, p.severity")
     rig.settle(client, records, lambda: bool(rig.query(client, query)),
                what="the log pattern of the pod's container")
@@ -410,20 +434,20 @@ def test_row9_vector_logs_normalized_fold_into_the_pods_container(rig: Rig) -> N
     assert props_of(rig.graph, client, "Pod/shop/web-1")
 
 
-# --- the unattributable rows (10, 11, 15): dead-lettered bad-key -------------------------
+# --- the unattributable rows (10, 11): dead-lettered bad-key ------------------------------
+
+EVENT = {"metadata": {"uid": "ev-web-1-backoff", "namespace": "shop", "name": "web-1.17f"},
+         "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "web-1"},
+         "reason": "BackOff", "message": "Back-off restarting failed container",
+         "type": "Warning", "count": 1, "firstTimestamp": "2026-09-21T14:13:00Z",
+         "lastTimestamp": "2026-09-21T14:13:20Z"}
+
 
 def _unattributable(rig: Rig) -> list[tuple[str, str, wire.WireRecord]]:
     """(row, source topic, record) of every record the agent sends that names no client."""
-    client = rig.clients["r15"]
-    event = {"metadata": {"uid": f"ev-{client}", "namespace": "shop", "name": "web-1.17f"},
-             "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "web-1"},
-             "reason": "BackOff", "message": "Back-off restarting failed container",
-             "type": "Warning", "count": 1}
     records = [("10", wire.raw_log_mirror(LOG)),
-               ("11", wire.exported_event(event, involved_labels={"app": "web"})),
-               ("11", wire.exported_event(event, topic=wire.RAW_EVENTS)),
-               ("15", wire.per_client_topic_event(client, event)),
-               ("15", wire.per_client_topic_log(client, LOG))]
+               ("11", wire.exported_event(EVENT, involved_labels={"app": "web"})),
+               ("11", wire.exported_event(EVENT, topic=wire.RAW_EVENTS))]
     return [(row, rig.topic(record.topic), record) for row, record in records]
 
 
@@ -443,26 +467,81 @@ def _letters_of_row(rig: Rig, row: str) -> list[tuple[str, Letter]]:
     return [(topic, letter) for r, topic, letter in rig.unattributable if r == row]
 
 
-@pytest.mark.parametrize("row", ["10", "11", "15"])
-def test_rows10_11_15_unattributable_records_are_dead_lettered_bad_key(rig: Rig,
-                                                                       row: str) -> None:
+@pytest.mark.parametrize("row", ["10", "11"])
+def test_rows10_11_unattributable_records_are_dead_lettered_bad_key(rig: Rig,
+                                                                    row: str) -> None:
     """Row 10: Vector's unkeyed raw mirror; row 11: the event exporter's uid keys (both
-    of its topics); row 15: chart 1.0.x's per-client topics (added to KGCELERY_TOPICS)."""
+    of its topics)."""
     letters = _letters_of_row(rig, row)
     assert len(letters) == (1 if row == "10" else 2)
     for topic, letter in letters:
         assert letter.topic == rig.settings.dlq_raw_topic
         assert letter.headers["kg-reason"] == "bad-key", (topic, letter.headers)
         assert "kg-client" not in letter.headers
-    assert rig.query(rig.clients["r15"], "MATCH (n) RETURN count(n)") in ([], [[0]])
 
 
-@pytest.mark.parametrize("row", ["10", "11", "15"])
-def test_rows10_11_15_dead_letters_name_the_fix_on_the_producer_side(rig: Rig,
-                                                                     row: str) -> None:
+@pytest.mark.parametrize("row", ["10", "11"])
+def test_rows10_11_dead_letters_name_the_fix_on_the_producer_side(rig: Rig,
+                                                                  row: str) -> None:
     for topic, letter in _letters_of_row(rig, row):
         error = letter.headers["kg-error"]
         assert "producer" in error and "<client>::" in error, (topic, error)
+
+
+# --- row 15: chart 1.0.x, the topic names the client --------------------------------------
+
+def _client_topic(rig: Rig, record: wire.WireRecord) -> tuple[str, wire.WireRecord]:
+    """A chart 1.0.x record (on ``<client>.<topic>``) to the module's name of its topic."""
+    return rig.prefix + record.topic, record
+
+
+def test_row15_chart_1_0_records_land_in_the_graph_their_topic_names(rig: Rig) -> None:
+    """Chart 1.0.x: the event exporter keys by uid, Vector not at all, the state-watcher
+    and alert-receiver by ``<client>::``; only the topic names the client for all."""
+    client = rig.clients["r15"]
+    records = [wire.on_client_topic(client, wire.resource_record(client, client, POD, T)),
+               wire.per_client_topic_event(
+                   client, {**EVENT, "metadata": {**EVENT["metadata"], "uid": "ev-r15"}}),
+               wire.per_client_topic_log(client, LOG, T),
+               *(wire.on_client_topic(client, signal) for signal in
+                 wire.alert_receiver_events(client, WEBHOOK, T, ["s15-1", "s15-2"]))]
+    rig.send_raw([_client_topic(rig, record) for record in records])
+    logged = (f"MATCH (c:Container {_key(rig, CONTAINER)})-[e:EMITTED]->"
+              "(:LogPattern) RETURN e.count")
+    about = f"MATCH (e:Event{mine(rig.graph)})-[:ABOUT]->(o) RETURN e.reason, o.id"
+
+    def landed() -> bool:
+        return bool(rig.query(client, logged) and rig.query(client, about)
+                    and _alerts(rig, client))
+
+    # Keyless records are told apart by the client their dead letters would name.
+    rig.settle(client, [r for r in records if r.key is not None], landed,
+               what="chart 1.0.x's records in the client's graph")
+    assert props_of(rig.graph, client, "Pod/shop/web-1")["node_name"] == "node-1"
+    assert rig.query(client, about) == [["BackOff", "Pod/shop/web-1"]]
+    assert rig.query(client, logged) == [[1]]
+    assert {a["source"] for a in _alerts(rig, client).values()} == {"alert-receiver"}
+
+
+def test_row15_a_key_or_payload_naming_another_client_is_refused(rig: Rig) -> None:
+    """On client A's own topic, a record that says it is B's is dead-lettered, and B's
+    graph gets nothing: the topic is the client, whatever the key or payload claims."""
+    owner, other = rig.clients["r15-b"], rig.clients["r15-c"]
+    keyed = wire.on_client_topic(owner, wire.resource_record(other, other, NODE, T))
+    claimed = wire.WireRecord(f"{owner}.{wire.LOGS}", b"claims-other",
+                              wire.vector_json({**LOG, "client_id": other}))
+    rig.send_raw([_client_topic(rig, keyed), _client_topic(rig, claimed)])
+
+    def refused() -> list[Letter] | None:
+        letters = [letter for letter in rig.letters.all() if letter.key in
+                   (keyed.key, claimed.key)]
+        return letters if len(letters) == 2 else None
+
+    letters = wait_for(refused, timeout=60, what="both records dead-lettered")
+    assert {letter.headers["kg-reason"] for letter in letters} == {"client-id-mismatch"}
+    assert {letter.headers.get("kg-client") for letter in letters} == {owner}
+    for client in (owner, other):
+        assert rig.query(client, f"MATCH (n{mine(rig.graph)}) RETURN count(n)") in ([], [[0]])
 
 
 # --- rows 12-14: alerts ------------------------------------------------------------------
@@ -488,12 +567,13 @@ WEBHOOK = {
 
 
 def _alerts(rig: Rig, client: str) -> dict[str, dict[str, Any]]:
-    rows = rig.query(client, "MATCH (a:Alert) RETURN a.id, properties(a)")
+    rows = rig.query(client, f"MATCH (a:Alert{mine(rig.graph)}) RETURN a.id, properties(a)")
     return {row[0]: dict(row[1]) for row in rows}
 
 
 def _about(rig: Rig, client: str) -> set[tuple[str, str]]:
-    rows = rig.query(client, "MATCH (a:Alert)-[:ABOUT]->(o) RETURN a.name, o.id")
+    rows = rig.query(client, f"MATCH (a:Alert{mine(rig.graph)})-[:ABOUT]->(o) "
+                             "RETURN a.name, o.id")
     return {(row[0], row[1]) for row in rows}
 
 

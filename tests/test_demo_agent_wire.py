@@ -223,7 +223,11 @@ def test_row11_and_15_the_event_exporter_keys_by_the_event_uid_alone() -> None:
     assert wire.exported_event(EVENT, topic=wire.RAW_EVENTS).topic == "raw.k8s.events"
     per_client = wire.per_client_topic_event(CLIENT, EVENT)
     assert (per_client.topic, per_client.key) == ("af-9.events.normalized", b"ev-1")
-    assert wire.per_client_topic_log(CLIENT, LOG).key is None
+    log = wire.per_client_topic_log(CLIENT, LOG, 1_790_000_000.0)
+    assert (log.topic, log.key) == ("af-9.logs.normalized", None)
+    assert log.decoded()["client_id"] == CLIENT and log.decoded()["event_time"]
+    moved = wire.on_client_topic(CLIENT, wire.resource_tombstone(CLIENT, "Pod", "uid-1"))
+    assert (moved.topic, moved.key) == ("af-9.state.k8s.resource", b"af-9::pod:uid-1")
 
 
 WEBHOOK = {

@@ -422,9 +422,17 @@ def per_client_topic_event(client_id: str, event: Mapping[str, Any]) -> WireReco
     return exported_event(event, topic=f"{client_id}.{EVENTS}")
 
 
-def per_client_topic_log(client_id: str, log: Mapping[str, Any]) -> WireRecord:
-    """Row 15 (chart 1.0.x): a log line on ``<client>.logs.normalized``, unkeyed."""
-    return WireRecord(f"{client_id}.{LOGS}", None, vector_json({**log, "client_id": client_id}))
+def per_client_topic_log(client_id: str, log: Mapping[str, Any], now: float) -> WireRecord:
+    """Row 15 (chart 1.0.x): a log line on ``<client>.logs.normalized``, unkeyed: its
+    Vector remap only adds ``client_id`` and ``event_time = now()``."""
+    return WireRecord(f"{client_id}.{LOGS}", None, vector_json(
+        {**log, "client_id": client_id, "event_time": vector_time(now)}))
+
+
+def on_client_topic(client_id: str, record: WireRecord) -> WireRecord:
+    """Row 15 (chart 1.0.x): the state-watcher's and alert-receiver's records (keys and
+    values as above) on the client's own topics, ``<client>.state.k8s.resource`` ..."""
+    return WireRecord(f"{client_id}.{record.topic}", record.key, record.value)
 
 
 # --- rows 12-14: alerts ----------------------------------------------------------------
