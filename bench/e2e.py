@@ -11,11 +11,16 @@ by the bridge, no task queued or in flight):
 2. latency at a steady rate (produce-to-graph, from the Kafka timestamps the bridge
    carries to the workers, which keep a histogram per client);
 3. fairness: the quiet clients' latency while the loud client floods;
+
+all on a warm pipeline: first the pipeline drains ``--warm-drain`` records of another
+simulated cluster (its rate is printed too, as the cold one), then its bridge is stopped,
+the measured backlog produced, and a bridge started again on it;
 and, in the same run and on the same records, two baselines: a direct sink (one
 process consuming Kafka and writing batches straight into the graph, no Celery) and
 the naive design (one Celery task per Kafka record, one graph query per record).
 
-    python bench/e2e.py [--records 60000] [--rate 2000] [--seconds 30] [--stacks ...]
+    python bench/e2e.py [--records 60000] [--rate 2000] [--seconds 30] [--warm-drain 30000]
+                        [--stacks ...]
 
 Ends with: e2e: <records/s> records/s, <x>x direct sink, <y>x naive, p99 <seconds> s
 and e2e-jvm: <records/s> records/s, <x>x direct sink, p99 <seconds> s (the naive
@@ -74,7 +79,14 @@ class Pipeline:
         for client, count in workers.items():
             for index in range(1, count + 1):
                 self._start(f"worker-{client}-{index}", worker_argv(client, index, settings))
-        self.bridge = self._start("bridge", [sys.executable, "-m", "kgcelery", "bridge"])
+        self.bridge = self.start_bridge()
+
+    def start_bridge(self) -> ManagedProcess:
+        return self._start("bridge", [sys.executable, "-m", "kgcelery", "bridge"])
+
+    def stop_bridge(self) -> None:
+        self.bridge.stop(timeout=30)
+        self.processes.remove(self.bridge)
 
     def _start(self, name: str, argv: list[str]) -> ManagedProcess:
         process = ManagedProcess(name, argv, run_dir=self.state / "run",
@@ -189,10 +201,31 @@ def naive(settings: Settings, state: Path, pool: list[tuple[str, bytes]], count:
         pipeline.stop()
 
 
-def _first_commit(settings: Settings, topics: list[str]) -> float:
-    while committed(settings, topics) == 0:
+def _first_commit(settings: Settings, topics: list[str], before: int = 0) -> float:
+    while committed(settings, topics) <= before:
         time.sleep(0.05)
     return time.monotonic()
+
+
+def _warm_drain(settings: Settings, state: Path, workers: dict[str, int],
+                count: int) -> tuple[Pipeline, float]:
+    """The pipeline, after draining ``count`` records of another simulated cluster (new
+    objects, as the measured ones are): a pipeline in production has run for hours, and
+    a fresh Apache Kafka spends most of a core on compiling its fetch path in the first
+    seconds of a drain (docs/BENCHMARKS.md), Python workers on their imports."""
+    other = sample_records(count, seed=8)
+    produce_records(settings, other, count, start=10_000_000)
+    broker = redis.Redis.from_url(settings.broker_url)
+    topics = [t for t, k in settings.topics.items() if k in KINDS]
+    pipeline = Pipeline(settings, state, workers)
+    try:
+        started = _first_commit(settings, topics)
+        took = wait_done(settings, broker, topics, count) - started
+    except BaseException:
+        pipeline.stop()
+        raise
+    print(f"   {count / took:,.0f} records/s (cold)", flush=True)
+    return pipeline, count / took
 
 
 def wire_bytes(pool: list[tuple[str, bytes]]) -> tuple[float, float]:
@@ -227,6 +260,10 @@ def main() -> None:
     parser.add_argument("--warm-passes", type=int, default=3,
                         help="passes of the sampled records written into throw-away graphs "
                              "before measuring, to warm the graph server (0: cold)")
+    parser.add_argument("--warm-drain", type=int, default=30_000, metavar="N",
+                        help="records of other objects drained through the whole pipeline "
+                             "before the measured backlog (its Kafka, workers and graph "
+                             "server warm, as in production; 0: measure a cold pipeline)")
     parser.add_argument("--stacks", nargs="+", default=["tansu-falkordb", "kafka-neo4j"],
                         choices=["tansu-falkordb", "kafka-neo4j"])
     args = parser.parse_args()
@@ -261,13 +298,22 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
 
             phase(f"warming the graph server ({args.warm_passes} passes of the records)",
                   lambda: warm_up(settings, pool, args.warm_passes))
+            workers = {LOUD: args.loud_workers, **{c: 1 for c in QUIET}}
+            base, cold = 0, float("nan")
+            if args.warm_drain:
+                base = args.warm_drain
+                pipeline, cold = phase(f"warming the pipeline: draining {base} other records",
+                                       lambda: _warm_drain(settings, state, workers, base))
+                pipeline.stop_bridge()
             phase(f"producing a backlog of {args.records}",
                   lambda: produce_records(settings, pool, args.records))
-            pipeline = Pipeline(settings, state,
-                                {LOUD: args.loud_workers, **{c: 1 for c in QUIET}})
+            if args.warm_drain:
+                pipeline.bridge = pipeline.start_bridge()
+            else:
+                pipeline = Pipeline(settings, state, workers)
             try:
-                started = phase("draining it", lambda: _first_commit(settings, topics))
-                ended = wait_done(settings, broker, topics, args.records)
+                started = phase("draining it", lambda: _first_commit(settings, topics, base))
+                ended = wait_done(settings, broker, topics, base + args.records)
                 throughput = args.records / (ended - started)
                 print(f"   {throughput:,.0f} records/s", flush=True)
 
@@ -276,7 +322,7 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
                 phase(f"steady {args.rate:.0f} records/s for {args.seconds:.0f} s",
                       lambda: produce_records(settings, pool, steady, start=args.records,
                                               rate=args.rate))
-                wait_done(settings, broker, topics, args.records + steady)
+                wait_done(settings, broker, topics, base + args.records + steady)
                 steady_all = latency_of(broker, CLIENTS)
                 steady_quiet = latency_of(broker, QUIET)
 
@@ -284,7 +330,7 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
                 flood = steady
                 phase("the loud client floods while the quiet ones keep their pace",
                       lambda: _flood(settings, pool, args, flood))
-                wait_done(settings, broker, topics, args.records + steady + flood * 2)
+                wait_done(settings, broker, topics, base + args.records + steady + flood * 2)
                 flood_quiet = latency_of(broker, QUIET)
                 flood_loud = latency_of(broker, [LOUD])
                 memory = pipeline.peak_memory()
@@ -303,7 +349,7 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
                 "baseline: one task per record",
                 lambda: naive(settings, state, pool, args.naive_records, broker))
     keyed, repeated = wire_bytes(pool)
-    return _report(stack_name, throughput, direct, naive_rate, steady_all, steady_quiet,
+    return _report(stack_name, throughput, direct, naive_rate, cold, steady_all, steady_quiet,
                    flood_quiet, flood_loud, memory, keyed, repeated, args)
 
 
@@ -370,7 +416,7 @@ def _flood(settings: Settings, pool: list[tuple[str, bytes]], args: argparse.Nam
 
 
 def _report(stack_name: str, throughput: float, direct: float, naive_rate: float,
-            *latencies_and_more: Any) -> str:
+            cold: float, *latencies_and_more: Any) -> str:
     steady_all, steady_quiet, flood_quiet, flood_loud, memory, keyed, repeated, args = (
         latencies_and_more)
 
@@ -384,6 +430,8 @@ def _report(stack_name: str, throughput: float, direct: float, naive_rate: float
           f"{throughput / direct:>8.2f}")
     print(f"{'naive (task and query per record)':<44}{naive_rate:>12,.0f}"
           f"{throughput / naive_rate:>8.1f}")
+    print(f"{'first drain, cold (--warm-drain records)':<44}{cold:>12,.0f}"
+          f"{throughput / cold:>8.2f}")
     print(f"latency p50 / p95 / p99 (s), steady {args.rate:.0f} records/s: all {p(steady_all)}; "
           f"quiet clients {p(steady_quiet)}")
     print(f"latency p50 / p95 / p99 (s), loud client flooding: quiet clients "
@@ -392,6 +440,7 @@ def _report(stack_name: str, throughput: float, direct: float, naive_rate: float
     print(f"bytes per record on Kafka: client id in the key only {keyed:.0f}, repeated in "
           f"every payload {repeated:.0f} ({(repeated - keyed) / repeated:.1%} saved)")
     print(json.dumps({"throughput": throughput, "direct": direct, "naive": naive_rate,
+                      "cold": cold,
                       "p99_steady": steady_all.get(99), "p99_quiet_flood": flood_quiet.get(99)}))
     p99 = steady_all.get(99, float("nan"))
     if stack_name == "kafka-neo4j":
