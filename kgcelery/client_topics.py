@@ -95,7 +95,6 @@ class ClientTopics:
         return [f"^{_regex_literal(before)}{_ID_PATTERN}{_regex_literal(after)}$"
                 for before, after, _kind in self.shapes]
 
-    def topic(self, client_id: str, kind: str) -> list[str]:
-        """The topics of ``client_id`` that carry ``kind``."""
-        return [f"{before}{client_id}{after}" for before, after, k in self.shapes
-                if k == kind]
+    def topics_of(self, client_id: str) -> list[str]:
+        """The topics of ``client_id`` (``kgcelery topics create --client``)."""
+        return [f"{before}{client_id}{after}" for before, after, _kind in self.shapes]

@@ -17,8 +17,11 @@ import click
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from kgcelery.client_topics import ClientTopics
+from kgcelery.clients import validate_client_id
 from kgcelery.cliutil import EXIT_UNAVAILABLE, EXIT_USAGE, friendly_errors, load_settings
-from kgcelery.kafka import common_config, ensure_topics, topic_specs
+from kgcelery.errors import InvalidClientIdError
+from kgcelery.kafka import all_topics, common_config, ensure_topics, topic_specs
 
 
 @click.group()
@@ -27,11 +30,15 @@ def topics() -> None:
 
 
 @topics.command("create")
+@click.option("--client", "clients", multiple=True, metavar="CLIENT",
+              help="Also CLIENT's own topics, as KGCELERY_CLIENT_TOPICS names them (agent "
+                   "chart 1.0.x, on a Kafka that does not create topics when first "
+                   "written to). Repeatable.")
 @click.option("--dry-run", is_flag=True, help="Print what would be created; touch nothing.")
 @click.option("--timeout", default=30.0, show_default=True,
               help="Seconds to wait for Kafka's answers.")
 @friendly_errors
-def topics_create(dry_run: bool, timeout: float) -> None:
+def topics_create(clients: tuple[str, ...], dry_run: bool, timeout: float) -> None:
     """Create every topic kgcelery uses that does not exist yet (idempotent).
 
     Partitions: KGCELERY_TOPIC_PARTITIONS; replicas: KGCELERY_TOPIC_REPLICATION_FACTOR;
@@ -40,7 +47,21 @@ def topics_create(dry_run: bool, timeout: float) -> None:
     one with fewer partitions than asked for is reported.
     """
     settings = load_settings()
-    specs = topic_specs(settings)
+    names = all_topics(settings)
+    if clients:
+        client_topics = ClientTopics.of(settings.client_topics)
+        if not client_topics:
+            click.echo("kgcelery: --client needs KGCELERY_CLIENT_TOPICS (e.g. chart-1.0): "
+                       "it names a client's own topics", err=True)
+            sys.exit(EXIT_USAGE)
+        for client in clients:
+            try:
+                validate_client_id(client)
+            except InvalidClientIdError as exc:
+                click.echo(f"kgcelery: {exc}", err=True)
+                sys.exit(EXIT_USAGE)
+            names += client_topics.topics_of(client)
+    specs = topic_specs(settings, names)
     if dry_run:
         for spec in specs:
             configs = ", ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
@@ -48,7 +69,7 @@ def topics_create(dry_run: bool, timeout: float) -> None:
                        f" ({configs})")
         return
     try:
-        created = set(ensure_topics(settings, timeout=timeout))
+        created = set(ensure_topics(settings, names, timeout=timeout))
         existing = AdminClient(common_config(settings)).list_topics(timeout=timeout).topics
     except KafkaException as exc:
         click.echo(f"kgcelery: Kafka at {settings.kafka_bootstrap_servers} is unreachable or "

@@ -83,7 +83,7 @@ def test_templates_with_text_around_the_client_and_the_most_specific_first() -> 
     assert _classify("kg.af-9.events", b"e", b"{}", topics).kind == "event"
     routed = _classify("kg.af-9.events.v2", b"e", b"{}", topics)
     assert (routed.client_id, routed.kind) == ("af-9", "log")
-    assert topics.topic("af-9", "log") == ["kg.af-9.events.v2"]
+    assert topics.topics_of("af-9") == ["kg.af-9.events.v2", "kg.af-9.events"]
 
 
 def test_the_subscription_patterns_match_exactly_the_templates_topics() -> None:

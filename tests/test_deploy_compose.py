@@ -186,6 +186,27 @@ def test_the_topics_service_creates_them_on_kafka(base: dict[str, Any], tansu: s
     assert second.returncode == 0 and "created" not in second.stdout, "idempotent"
 
 
+@pytest.mark.integration
+def test_topics_create_makes_a_chart_1_0_clients_own_topics(tansu: str) -> None:
+    """`kgcelery topics create --client` for brokers that do not create topics on first
+    write: the client's topics as KGCELERY_CLIENT_TOPICS names them."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")}
+    env = {**clean, "KGCELERY_KAFKA_BOOTSTRAP_SERVERS": tansu,
+           "KGCELERY_CLIENT_TOPICS": "chart-1.0"}
+    command = [sys.executable, "-m", "kgcelery", "topics", "create", "--client", "old-chart-1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    topics = set(AdminClient({"bootstrap.servers": tansu}).list_topics(timeout=10).topics)
+    assert {f"old-chart-1.{suffix}" for suffix in (
+        "state.k8s.resource", "state.k8s.topology", "events.normalized", "logs.normalized",
+        "alerts.raw")} <= topics
+    assert "created old-chart-1.events.normalized" in done.stdout
+    # Without templates there is nothing to name a client's topics: a usage error.
+    refused = subprocess.run(command, env={**env, "KGCELERY_CLIENT_TOPICS": ""},
+                             capture_output=True, text=True, timeout=90)
+    assert refused.returncode == 2 and "KGCELERY_CLIENT_TOPICS" in refused.stderr
+
+
 def test_beat_runs_exactly_once(base: dict[str, Any]) -> None:
     services = kgcelery_services(base)
     beats = [name for name, s in services.items() if "beat" in s["command"]]
