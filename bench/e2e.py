@@ -53,7 +53,7 @@ from common import (
     sample_records,
     tree_peak_mb,
 )
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from kgcelery import latency
 from kgcelery.broker.redis_broker import work_of
@@ -148,13 +148,19 @@ def reset_latency(broker: redis.Redis) -> None:
         broker.delete(latency.PREFIX + client)
 
 
-def direct_sink(settings: Settings, topics: list[str], total: int) -> float:
-    """Baseline (a): one process, Kafka → normalize → batched graph writes, no Celery."""
+def direct_sink(settings: Settings, topics: list[str], total: int,
+                start: list[TopicPartition] | None = None) -> float:
+    """Baseline (a): one process, Kafka → normalize → batched graph writes, no Celery;
+    the records from ``start`` (the measured backlog's first offsets), or from the
+    beginning."""
     from kgcelery.tasks import KINDS as TASK_KINDS  # the workers' own normalize/write
 
     store = open_store(settings)
     consumer = Consumer(consumer_config(settings, group="bench-direct"))
-    consumer.subscribe(topics)
+    if start:
+        consumer.assign(start)
+    else:
+        consumer.subscribe(topics)
     kind_of = {topic: kind for topic, kind in settings.topics.items()}
     done, started = 0, None
     while done < total:
@@ -199,6 +205,18 @@ def naive(settings: Settings, state: Path, pool: list[tuple[str, bytes]], count:
         return count / (wait_done(naive_settings, broker, topics, count) - started)
     finally:
         pipeline.stop()
+
+
+def _committed_offsets(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    """The bridge group's committed offset of every partition (0 where none)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": settings.consumer_group, "enable.auto.commit": False})
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
+        return [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
+                for tp in consumer.committed(parts, timeout=10)]
+    finally:
+        consumer.close()
 
 
 def _first_commit(settings: Settings, topics: list[str], before: int = 0) -> float:
@@ -305,6 +323,7 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
                 pipeline, cold = phase(f"warming the pipeline: draining {base} other records",
                                        lambda: _warm_drain(settings, state, workers, base))
                 pipeline.stop_bridge()
+            start = _committed_offsets(settings, topics) if args.warm_drain else None
             phase(f"producing a backlog of {args.records}",
                   lambda: produce_records(settings, pool, args.records))
             if args.warm_drain:
@@ -344,7 +363,8 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
 
             direct = phase("baseline: direct sink",
                            lambda: direct_sink(settings.model_copy(update={
-                               "graph_uri": settings.graph_uri}), topics, args.records))
+                               "graph_uri": settings.graph_uri}), topics, args.records,
+                               start))
             naive_rate = float("nan") if jvm else phase(
                 "baseline: one task per record",
                 lambda: naive(settings, state, pool, args.naive_records, broker))

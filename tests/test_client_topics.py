@@ -10,6 +10,7 @@ import pytest
 
 from kgcelery.bridge.routing import Routed, classify
 from kgcelery.client_topics import CHART_1_0_TOPICS, ClientTopics, check_template
+from kgcelery.dlq import Letter, replay
 from kgcelery.errors import RejectedRecordError
 from kgcelery.settings import DEFAULT_TOPICS, Settings
 
@@ -124,3 +125,13 @@ def test_settings_take_the_chart_name_or_json(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("KGCELERY_CLIENT_TOPICS", "chart-2")
     with pytest.raises(ValueError, match=r"neither 'chart-1\.0' nor a JSON object"):
         Settings()
+
+
+def test_dead_letters_of_a_clients_own_topic_replay_to_it() -> None:
+    letter = Letter("dlq.raw", 0, 7, b"ev-1", b"{}",
+                    {"kg-reason": "unregistered-client",
+                     "kg-source-topic": "af-9.events.normalized", "kg-client": "af-9"})
+    with_templates = Settings(client_topics=dict(CHART_1_0_TOPICS))
+    assert replay(with_templates, [letter], dry_run=True) == {"af-9.events.normalized": 1}
+    assert replay(Settings(), [letter], dry_run=True) == {
+        "(unknown topic af-9.events.normalized)": 1}
