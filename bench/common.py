@@ -75,24 +75,31 @@ _COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_I
                        KafkaError.COORDINATOR_NOT_AVAILABLE}
 
 
+def committed_offsets(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    """The bridge group's committed offset of every partition of ``topics`` (0 where none)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": settings.consumer_group, "enable.auto.commit": False})
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
+        return [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
+                for tp in consumer.committed(parts, timeout=10)]
+    finally:
+        consumer.close()
+
+
 def committed(settings: Settings, topics: list[str]) -> int:
     """Records of ``topics`` the bridge group has committed (dense offsets from 0).
 
     Not the high watermark: Tansu 0.6 reports it as the last batch's base offset + 1.
     """
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": settings.consumer_group, "enable.auto.commit": False})
     try:
-        parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+        return sum(tp.offset for tp in committed_offsets(settings, topics))
     except KafkaException as exc:
         # Apache Kafka answers NOT_COORDINATOR while the group's coordinator loads.
         error = exc.args[0] if exc.args else None
         if error is not None and (error.retriable() or error.code() in _COORDINATOR_MOVING):
             return 0
         raise
-    finally:
-        consumer.close()
 
 
 def rss_mb(pid: int, field: str = "VmHWM") -> float:

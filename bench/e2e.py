@@ -46,6 +46,7 @@ from common import (
     KINDS,
     bench_settings,
     committed,
+    committed_offsets,
     exit_on_sigterm,
     new_producer,
     produce,
@@ -79,10 +80,10 @@ class Pipeline:
         for client, count in workers.items():
             for index in range(1, count + 1):
                 self._start(f"worker-{client}-{index}", worker_argv(client, index, settings))
-        self.bridge = self.start_bridge()
+        self.start_bridge()
 
-    def start_bridge(self) -> ManagedProcess:
-        return self._start("bridge", [sys.executable, "-m", "kgcelery", "bridge"])
+    def start_bridge(self) -> None:
+        self.bridge = self._start("bridge", [sys.executable, "-m", "kgcelery", "bridge"])
 
     def stop_bridge(self) -> None:
         self.bridge.stop(timeout=30)
@@ -207,18 +208,6 @@ def naive(settings: Settings, state: Path, pool: list[tuple[str, bytes]], count:
         pipeline.stop()
 
 
-def _committed_offsets(settings: Settings, topics: list[str]) -> list[TopicPartition]:
-    """The bridge group's committed offset of every partition (0 where none)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": settings.consumer_group, "enable.auto.commit": False})
-    try:
-        parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
-        return [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
-                for tp in consumer.committed(parts, timeout=10)]
-    finally:
-        consumer.close()
-
-
 def _first_commit(settings: Settings, topics: list[str], before: int = 0) -> float:
     while committed(settings, topics) <= before:
         time.sleep(0.05)
@@ -317,17 +306,17 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
             phase(f"warming the graph server ({args.warm_passes} passes of the records)",
                   lambda: warm_up(settings, pool, args.warm_passes))
             workers = {LOUD: args.loud_workers, **{c: 1 for c in QUIET}}
-            base, cold = 0, float("nan")
+            base, cold, start = 0, float("nan"), None
             if args.warm_drain:
                 base = args.warm_drain
                 pipeline, cold = phase(f"warming the pipeline: draining {base} other records",
                                        lambda: _warm_drain(settings, state, workers, base))
                 pipeline.stop_bridge()
-            start = _committed_offsets(settings, topics) if args.warm_drain else None
+                start = committed_offsets(settings, topics)  # the measured backlog's start
             phase(f"producing a backlog of {args.records}",
                   lambda: produce_records(settings, pool, args.records))
             if args.warm_drain:
-                pipeline.bridge = pipeline.start_bridge()
+                pipeline.start_bridge()
             else:
                 pipeline = Pipeline(settings, state, workers)
             try:

@@ -43,6 +43,10 @@ def common_config(settings: Settings) -> dict[str, Any]:
             **security_config(settings), **settings.kafka_extra_config}
 
 
+#: How soon a bridge subscribed by pattern sees the topics of a client that is new.
+CLIENT_TOPICS_REFRESH_MS = 30_000
+
+
 def consumer_config(settings: Settings, *, group: str | None = None) -> dict[str, Any]:
     """A consumer that commits by hand and joins a group quickly."""
     return {
@@ -59,10 +63,6 @@ def consumer_config(settings: Settings, *, group: str | None = None) -> dict[str
         **({"topic.metadata.refresh.interval.ms": CLIENT_TOPICS_REFRESH_MS}
            if settings.client_topics else {}),
     }
-
-
-#: How soon a bridge subscribed by pattern sees the topics of a client that is new.
-CLIENT_TOPICS_REFRESH_MS = 30_000
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

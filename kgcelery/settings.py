@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kgcelery.client_topics import CHART_1_0, CHART_1_0_TOPICS, check_template
+from kgcelery.kinds import TASK_FOR_KIND
 
 #: Kinds of record the bridge understands (the wire contract of DESIGN.md).
 KINDS = ("event", "log", "resource", "topology", "alert", "target", "registry", "heartbeat")
@@ -357,7 +358,7 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"KGCELERY_TOPICS names unknown kinds {sorted(unknown)}; "
                              f"known kinds: {', '.join(KINDS)}")
-        data_kinds = [kind for kind in KINDS if kind not in ("registry", "heartbeat")]
+        data_kinds = list(TASK_FOR_KIND)  # what a client's own topic can carry
         for template, kind in self.client_topics.items():
             problem = check_template(template)
             if problem:
