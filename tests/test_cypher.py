@@ -19,7 +19,8 @@ LABELS = sorted({*KIND_LABELS.values(), "Resource"})
 
 #: Every statement the writers send, for one scope.
 BUILDERS: list[Builder] = [
-    lambda s: cypher.write_events(s),
+    lambda s: cypher.write_events(s), lambda s: cypher.known_events(s),
+    lambda s: cypher.create_events(s),
     lambda s: cypher.stale_objects(s),
     lambda s: cypher.update_object_uids(s),
     *(lambda s, label=label: cypher.merge_objects(s, label) for label in LABELS),

@@ -26,7 +26,8 @@ from kgcelery.cli import main
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port
 from kgcelery.errors import GraphConfigurationError, GraphUnavailableError
-from kgcelery.graph import GraphStore, open_store
+from kgcelery.graph import GraphStore, cypher, open_store
+from kgcelery.graph.cypher import SHARED_GRAPH
 from kgcelery.graph.neo4j_store import Neo4jStore, schema_statements
 from kgcelery.graph.queries import stats, timeline
 from kgcelery.graph.writer import write_events, write_logs
@@ -156,6 +157,61 @@ def test_rows_travel_in_full_size_batches(neo4j: Neo4jStore, client_ids: list[st
     finally:
         store.drop(client)
         store.close()
+
+
+def test_a_unit_creates_the_events_it_lacks_and_merges_those_it_has(
+        neo4j: Neo4jStore, client_ids: list[str]) -> None:
+    # Inside a unit (the client's write turn held) the events the graph lacks are
+    # CREATEd, the others MERGEd: the graph must be the one MERGE alone builds.
+    statements: list[tuple[str, str, int]] = []
+
+    class Counting(Neo4jStore):
+        def run(self, client_id: str, query: str,
+                params: dict[str, Any] | None = None) -> list[list[Any]]:
+            statements.append((client_id, query, len((params or {}).get("rows", ()))))
+            return super().run(client_id, query, params)
+
+    class MergingOnly(Counting):
+        def exclusive(self, client_id: str) -> bool:
+            return False
+
+    def events(ids: range, count_: int, message: str, last: str) -> list[Any]:
+        return [e for i in ids for e in normalize_event(
+            {"metadata": {"uid": f"ev-{i}", "namespace": "a"}, "reason": "BackOff",
+             "message": message, "count": count_, "firstTimestamp": "2026-01-01T00:00:00Z",
+             "lastTimestamp": last,
+             "involvedObject": {"kind": "Pod", "namespace": "a", "name": f"p{i % 3}"}})]
+
+    store = Counting(neo4j.uri, user="neo4j", password="", tenancy="property")
+    merging = MergingOnly(neo4j.uri, user="neo4j", password="", tenancy="property")
+    in_unit, plain = client_ids[:2]
+    batches = [events(range(10), 1, "old", "2026-01-01T00:01:00Z"),
+               events(range(5, 15), 4, "new", "2026-01-01T00:05:00Z")]
+
+    def unit(batch: list[Any]) -> int:
+        assert store.exclusive(in_unit) and not store.exclusive(plain)
+        return write_events(store, in_unit, batch)
+
+    try:
+        for batch in batches:
+            assert store.write_unit(in_unit, lambda b=batch: unit(b)) == 10
+            merging.write_unit(plain, lambda b=batch: write_events(merging, plain, b))
+        assert not store.exclusive(in_unit)
+        create, merge = (cypher.create_events(SHARED_GRAPH), cypher.write_events(SHARED_GRAPH))
+        assert [n for c, q, n in statements if c == in_unit and q == create] == [10, 5]
+        assert [n for c, q, n in statements if c == in_unit and q == merge] == [5]
+        assert [n for c, q, n in statements if c == plain and q == create] == []
+        assert dump(store, in_unit) == dump(store, plain), difference(
+            dump(store, in_unit), dump(store, plain))
+        abouts = store.run(in_unit, "MATCH (e:Event {client: $client})-[r:ABOUT]->(p:Pod) "
+                                    "RETURN e.id, count(r), e.count, e.message ORDER BY e.id")
+        assert len(abouts) == 15 and {n for _, n, _, _ in abouts} == {1}
+        assert {(c, m) for _, _, c, m in abouts} == {(1, "old"), (4, "new")}
+    finally:
+        store.drop(in_unit)
+        store.drop(plain)
+        store.close()
+        merging.close()
 
 
 def test_a_statement_is_planned_once_whatever_its_batch_sizes(

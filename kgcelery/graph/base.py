@@ -14,6 +14,9 @@ Contract:
 - ``write_unit(client_id, work)`` runs ``work`` (statements through ``run``) as one
   unit where the backend has transactions: one task's batch, all or nothing, retried
   whole; elsewhere it simply calls ``work``. ``work`` must be safe to run again.
+- ``exclusive(client_id)`` is True only inside a write unit that no other writer of
+  the client runs beside until it commits (Neo4j: the client's write turn): what its
+  reads find missing stays missing, so it may CREATE instead of MERGE.
 - ``batch_rows`` is how many rows one statement carries (500 by default; less only
   for servers that cannot take large parameters).
 - ``client_key`` is True when clients share one database and nodes are keyed by
@@ -55,6 +58,10 @@ class GraphStore(ABC):
     def write_unit(self, client_id: str, work: Callable[[], T]) -> T:
         """``work()``, its statements as one unit (see the module docstring)."""
         return work()
+
+    def exclusive(self, client_id: str) -> bool:
+        """True while this thread writes ``client_id``'s graph alone (see above)."""
+        return False
 
     @abstractmethod
     def ensure_schema(self, client_id: str) -> None:

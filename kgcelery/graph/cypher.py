@@ -212,3 +212,25 @@ def write_events(scope: Scope) -> str:
         f"{grow('e', 'last_seen', c('last_seen'))}, {when(newer, 'e', 'v', c('v'))} "
         "MERGE (e)-[:ABOUT]->(o) RETURN count(e)"
     )
+
+
+@lru_cache(maxsize=8)
+def known_events(scope: Scope) -> str:
+    """Which of the event ids ``$rows`` the graph holds."""
+    return f"UNWIND $rows AS id MATCH {scope.key('e', EVENT, 'id')} RETURN e.id"
+
+
+@lru_cache(maxsize=8)
+def create_events(scope: Scope) -> str:
+    """Events the graph is known to lack (rows as :func:`write_events` takes them), each
+    ABOUT its (already merged) object: what :func:`write_events` does for a new event,
+    without looking for the event or its edge first (on Neo4j a fifth less work per
+    event). Only for a writer no other writer of the client runs beside
+    (``GraphStore.exclusive``): a twin created meanwhile would break the key's
+    constraint. Returns how many rows found their object."""
+    c = event_column
+    # Every column but object_id: the node's id, its merged fields and its state.
+    props = ", ".join(f"{name}: {c(name)}" for name in EVENT_COLUMNS if name != "object_id")
+    return (f"UNWIND $rows AS r MATCH {scope.key('o', RESOURCE, c('object_id'))} "
+            f"CREATE {scope.node('e', EVENT, props)} "
+            "CREATE (e)-[:ABOUT]->(o) RETURN count(e)")

@@ -50,8 +50,9 @@ EDITION = "CALL dbms.components() YIELD versions, edition RETURN versions[0], ed
 AWAIT_INDEXES = "CALL db.awaitIndexes(300)"
 #: The first statement of every write unit: an exclusive lock on the client's one
 #: ``WriteTurn`` node until the commit, so that a client's units take their turns in
-#: its graph. Two workers of one client otherwise took the locks of the objects they
-#: share in different orders and deadlocked each other (0-22 times a run of
+#: its graph (and a unit may rely on what it read: ``Neo4jStore.exclusive``). Two
+#: workers of one client otherwise took the locks of the objects they share in
+#: different orders and deadlocked each other (0-22 times a run of
 #: bench/e2e.py; each a unit rolled back and run again: p99 0.9-1.4 s without, 3.9-4.5 s
 #: with 8-22). Clients' units still run side by side. A constant, not a counter: the
 #: graph must not depend on how many units wrote it (a set property is locked all the
@@ -207,7 +208,7 @@ class Neo4jStore(GraphStore):
 
         def attempt(tx: neo4j.ManagedTransaction) -> T:
             tx.run(WRITE_TURN, {"client": client_id}).consume()
-            self._unit.tx, self._unit.database = tx, database
+            self._unit.tx, self._unit.database, self._unit.client = tx, database, client_id
             try:
                 return work()
             except BaseException:
@@ -221,6 +222,11 @@ class Neo4jStore(GraphStore):
         except BaseException:
             self.known_objects.forget(client_id)  # also when the commit itself failed
             raise
+
+    def exclusive(self, client_id: str) -> bool:
+        """Inside a write unit of ``client_id``: it holds the client's write turn."""
+        return (getattr(self._unit, "tx", None) is not None
+                and self._unit.client == client_id)
 
     def run(self, client_id: str, query: str,
             params: dict[str, Any] | None = None) -> list[list[Any]]:

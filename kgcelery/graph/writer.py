@@ -122,6 +122,7 @@ def merge_objects(store: GraphStore, client_id: str, pairs: Iterable[tuple[str, 
 
 _EVENT_FIELDS = itemgetter(*cypher.EVENT_FIELDS)
 _EVENT_PROPS = itemgetter(*cypher.EVENT_PROPS)
+_EVENT_ID = cypher.EVENT_COLUMNS.index("id")
 
 
 def event_columns(rows: Iterable[Row]) -> list[list[Any]]:
@@ -130,22 +131,27 @@ def event_columns(rows: Iterable[Row]) -> list[list[Any]]:
 
 
 def _write_about_objects(store: GraphStore, client_id: str, pairs: Sequence[tuple[str, Row]],
-                         query: str, rows: Sequence[Any]) -> list[str]:
-    """Merge the objects, then run ``query``, which MATCHes each row's object and returns
-    how many rows it matched; return the uids the objects were given.
+                         query: str, rows: Sequence[Any], *, create_query: str = "",
+                         new_rows: Sequence[Any] = ()) -> list[str]:
+    """Merge the objects, then run ``query`` over ``rows`` (and ``create_query`` over
+    ``new_rows``: rows whose nodes the graph is known to lack), each MATCHing its rows'
+    objects and returning how many it matched; return the uids the objects were given.
 
     A short count means an object this process took as known is not there (the graph
-    was dropped or restored behind its back): forget the client and write again.
+    was dropped or restored behind its back): forget the client and write again, every
+    row with ``query`` (the created nodes of the first try are there now).
     """
-    def matched() -> int:
-        return sum(count for count, in run_chunks(store, client_id, query, rows))
+    def matched(writes: list[tuple[str, Sequence[Any]]]) -> int:
+        return sum(count for statement, chunk in writes if chunk
+                   for count, in run_chunks(store, client_id, statement, chunk))
 
     uids = merge_objects(store, client_id, pairs)
-    if matched() == len(rows):
+    total = len(rows) + len(new_rows)
+    if matched([(create_query, new_rows), (query, rows)]) == total:
         return uids
     store.known_objects.forget(client_id)
     uids += merge_objects(store, client_id, pairs)
-    if matched() != len(rows):
+    if matched([(query, [*new_rows, *rows])]) != total:
         raise GraphUnavailableError(
             f"objects of client {client_id!r} vanished while signals about them were written")
     return uids
@@ -174,10 +180,20 @@ def write_events(store: GraphStore, client_id: str, events: Iterable[EventRecord
     if not events:
         return 0
     store.ensure_schema(client_id)
+    scope = scope_of(store)
     rows = fold((e.row() for e in events), grow=("count", "last_seen"), shrink=("first_seen",))
+    columns, new = event_columns(rows), []
+    if store.exclusive(client_id):
+        # Most events are new: those the graph lacks are created, not merged (no
+        # writer of this client can create them before this unit commits).
+        held = {event_id for event_id, in run_chunks(
+            store, client_id, cypher.known_events(scope), [row[_EVENT_ID] for row in columns])}
+        new = [row for row in columns if row[_EVENT_ID] not in held]
+        columns = [row for row in columns if row[_EVENT_ID] in held]
     uids = _write_about_objects(store, client_id,
                                 [(e.object_label, e.object_row()) for e in events],
-                                cypher.write_events(scope_of(store)), event_columns(rows))
+                                cypher.write_events(scope), columns,
+                                create_query=cypher.create_events(scope), new_rows=new)
     # An event may be the first to name a uid that a topology edge waits on.
     adopt_placeholders(store, client_id, uids)
     return len(events)
