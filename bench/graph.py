@@ -7,9 +7,10 @@ Community with the same data and the same baseline; then writes
 synthetic Kubernetes events and pods the way a worker does: normalized records ->
 ``kgcelery.graph.writer`` -> FalkorDB, one task's batch (500 records) per write call.
 "Written" rates count the graph write of normalized records; normalization is timed
-apart (a worker does both). Each measurement gets a fresh graph.
+apart (a worker does both). Each figure is the median of ``--passes`` passes, each into
+a fresh graph.
 
-    python bench/graph.py [--events 20000] [--resources 5000] [--warm-passes 3]
+    python bench/graph.py [--events 20000] [--resources 5000] [--warm-passes 3] [--passes 3]
 
 The last lines are ``graph: <events/s> events/s, <ratio>x one-query-per-record`` and
 ``graph-neo4j: <events/s> events/s, <ratio>x one-query-per-record`` (``--no-neo4j``, or
@@ -21,12 +22,14 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -141,13 +144,24 @@ def neo4j() -> Iterator[str]:
             service.stop()
 
 
+@dataclass(frozen=True)
+class Rate:
+    """The median of a measurement's passes, and every pass."""
+
+    median: float
+    passes: list[float]
+
+    def spread(self) -> str:
+        return f"passes {min(self.passes):.0f}-{max(self.passes):.0f}"
+
+
 def rate(store: GraphStore, client: str, records: list[Any],
-         write: Callable[[GraphStore, str, list[Any]], int], warm_passes: int = 3) -> float:
+         write: Callable[[GraphStore, str, list[Any]], int], warm_passes: int = 3,
+         passes: int = 3) -> Rate:
     """Records per second written into a fresh graph, in batches of a task's size (the
     bridge publishes at most 500 records per task), each as a worker's task writes it:
-    one write unit (on Neo4j, one transaction)."""
-    store.drop(client)
-    store.ensure_schema(client)
+    one write unit (on Neo4j, one transaction); the median of ``passes`` measured passes,
+    each into a fresh graph (one pass of 2-3 s moved by a quarter with the VM)."""
     # A worker and its server are long-lived: warm them (Neo4j's JIT compiles for its
     # first ~100,000 rows, at 3-5x the steady cost) by writing the same records into
     # throw-away graphs first; FalkorDB gets the same.
@@ -157,12 +171,18 @@ def rate(store: GraphStore, client: str, records: list[Any],
             batch = records[start:start + TASK_RECORDS]
             store.write_unit(warm, partial(write, store, warm, batch))
         store.drop(warm)
-    written = 0
-    started = time.perf_counter()
-    for start in range(0, len(records), TASK_RECORDS):
-        batch = records[start:start + TASK_RECORDS]
-        written += store.write_unit(client, partial(write, store, client, batch))
-    return written / (time.perf_counter() - started)
+    rates = []
+    for _ in range(max(passes, 1)):
+        store.drop(client)
+        store.ensure_schema(client)
+        written = 0
+        started = time.perf_counter()
+        for start in range(0, len(records), TASK_RECORDS):
+            batch = records[start:start + TASK_RECORDS]
+            written += store.write_unit(client, partial(write, store, client, batch))
+        rates.append(written / (time.perf_counter() - started))
+    store.drop(client)
+    return Rate(statistics.median(rates), rates)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-passes", type=int, default=3,
                         help="passes of the same records into throw-away graphs before each "
                              "measurement, to warm the server (0: cold)")
+    parser.add_argument("--passes", type=int, default=3,
+                        help="measured passes, each into a fresh graph; the median is reported")
     parser.add_argument("--neo4j", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure Neo4j Community (needs Java and Maven)")
     args = parser.parse_args(argv)
@@ -191,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     # the garbage collector's scans, or they slow the writes they feed.
     gc.collect()
     gc.freeze()
-    results: dict[str, tuple[float, float, float, float]] = {}
+    results: dict[str, tuple[Rate, Rate, Rate, Rate]] = {}
     with falkordb() as url:
         results["graph"] = measure(FalkorDBStore(url), events, pods, args.single,
-                                   args.warm_passes)
+                                   args.warm_passes, args.passes)
     if args.neo4j:
         from kgcelery.embedded.maven import jvm_available
         from kgcelery.graph.neo4j_store import Neo4jStore
@@ -206,30 +228,34 @@ def main(argv: list[str] | None = None) -> int:
             with neo4j() as uri:
                 store = Neo4jStore(uri, user="neo4j", password="", tenancy="property")
                 results["graph-neo4j"] = measure(store, events, pods, args.single,
-                                                       args.warm_passes)
+                                                 args.warm_passes, args.passes)
+    print(f"(medians of {args.passes} measured passes each)")
     for name, (events_batched, pods_batched, events_single, pods_single) in results.items():
-        both = 1 / (1 / events_batched + 1 / normalize_events)
+        both = 1 / (1 / events_batched.median + 1 / normalize_events)
         print(f"{name}:")
-        print(f"  events:    {events_batched:>8.0f}/s written batched (500 rows/statement), "
-              f"{events_single:>6.0f}/s one query per record; normalized "
-              f"{normalize_events:.0f}/s, normalized + written {both:.0f}/s")
-        print(f"  resources: {pods_batched:>8.0f}/s written batched (pods), {pods_single:>6.0f}/s "
-              f"one query per record; normalized {normalize_pods:.0f}/s")
+        print(f"  events:    {events_batched.median:>8.0f}/s written batched (500 rows/statement, "
+              f"{events_batched.spread()}), {events_single.median:>6.0f}/s one query per record; "
+              f"normalized {normalize_events:.0f}/s, normalized + written {both:.0f}/s")
+        print(f"  resources: {pods_batched.median:>8.0f}/s written batched (pods, "
+              f"{pods_batched.spread()}), {pods_single.median:>6.0f}/s one query per record; "
+              f"normalized {normalize_pods:.0f}/s")
     for name, (events_batched, _, events_single, _) in results.items():
-        print(f"{name}: {events_batched:.0f} events/s, {events_batched / events_single:.1f}x "
-              "one-query-per-record")
+        print(f"{name}: {events_batched.median:.0f} events/s, "
+              f"{events_batched.median / events_single.median:.1f}x one-query-per-record")
     return 0
 
 
 def measure(store: GraphStore, events: list[EventRecord], pods: list[ResourceRecord],
-            single: int, warm: int) -> tuple[float, float, float, float]:
+            single: int, warm: int, passes: int) -> tuple[Rate, Rate, Rate, Rate]:
     """Events and pods batched, then one query per record (the baseline), fresh graphs."""
     try:
-        events_batched = rate(store, "bench-events", events, write_events, warm)
-        pods_batched = rate(store, "bench-pods", pods, write_resources, warm)
+        events_batched = rate(store, "bench-events", events, write_events, warm, passes)
+        pods_batched = rate(store, "bench-pods", pods, write_resources, warm, passes)
         store.batch_rows = 1
-        events_single = rate(store, "bench-events-1", events[:single], write_events, warm)
-        pods_single = rate(store, "bench-pods-1", pods[:max(single // 4, 1)], write_resources, warm)
+        events_single = rate(store, "bench-events-1", events[:single], write_events, warm,
+                             passes)
+        pods_single = rate(store, "bench-pods-1", pods[:max(single // 4, 1)], write_resources,
+                           warm, passes)
     finally:
         store.close()
     return events_batched, pods_batched, events_single, pods_single
