@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from kgcelery.demo.cluster import SimulatedCluster
+from kgcelery.demo.warmup import MIX, simulated_records
 from kgcelery.embedded.stack import free_port
 from kgcelery.kafka import producer_config
 from kgcelery.settings import Settings
 
-#: Share of each kind in the benchmark streams (logs dominate real telemetry).
-MIX = {"log": 0.5, "event": 0.3, "resource": 0.15, "alert": 0.05}
 KINDS = tuple(MIX)
 
 
@@ -36,25 +33,7 @@ def bench_settings(state: Path, **overrides: object) -> Settings:
 
 def sample_records(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
     """(kind, JSON) records from the demo simulator, mixed as in :data:`MIX`."""
-    cluster = SimulatedCluster("bench-pool", "bench", seed=seed)
-    now = time.time()
-    by_kind: dict[str, list[bytes]] = {kind: [] for kind in MIX}
-    for record in cluster.snapshot(now):
-        by_kind[record.kind].append(orjson.dumps(record.value))
-    for _ in range(600):  # ten simulated minutes: every scenario has spoken
-        now += 1.0
-        for record in cluster.tick(now, 200):
-            by_kind[record.kind].append(orjson.dumps(record.value))
-    edges, total = [], 0.0
-    for kind, share in MIX.items():
-        total += share
-        edges.append((kind, total))
-    pool = []
-    for index in range(count):
-        kind = next(k for k, edge in edges if (index % 100) / 100 < edge)
-        values = by_kind[kind]
-        pool.append((kind, values[index % len(values)]))
-    return pool
+    return [(kind, orjson.dumps(value)) for kind, value in simulated_records(count, seed=seed)]
 
 
 def new_producer(settings: Settings) -> Producer:

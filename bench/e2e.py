@@ -60,6 +60,7 @@ from kgcelery import latency
 from kgcelery.broker.redis_broker import work_of
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import worker_argv
+from kgcelery.demo.warmup import warm_graph
 from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.graph import open_store
@@ -362,50 +363,14 @@ def run(stack_name: str, args: argparse.Namespace) -> str:
                    flood_quiet, flood_loud, memory, keyed, repeated, args)
 
 
-#: Batch sizes the warm-up writes in turn (see :func:`warm_up`).
-WARM_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500)
-
-
 def warm_up(settings: Settings, pool: list[tuple[str, bytes]], passes: int) -> None:
     """Write the pool straight into throw-away graphs ``passes`` times, as the workers
-    would, then drop them. A server in production has run for days: a fresh JVM compiles
-    Neo4j's code paths for its first ~100,000 rows, at 3-5x the steady cost, which a
-    measurement of seconds would otherwise mostly see (docs/BENCHMARKS.md). In batches of
-    every size (:data:`WARM_SIZES`): Neo4j plans a statement again for each size class of
-    its list parameters, hundreds of ms each, which a server that has run for days has
-    done long ago; warmed with full batches only, the steady phase's small ones made all
-    workers wait on those plans at once in its first seconds."""
-    from kgcelery.tasks import KINDS as TASK_KINDS
-
-    by_kind: dict[str, list[Any]] = {}
-    for kind, value in pool:
-        by_kind.setdefault(kind, []).extend(
-            TASK_KINDS[kind].normalize(orjson.loads(value), "", None))
-    by_label: dict[str, dict[str, Any]] = {}
-    for record in by_kind.get("resource", []):
-        by_label.setdefault(record.label, {})[record.id] = record
+    would, then drop them (:mod:`kgcelery.demo.warmup`: a server in production has long
+    compiled and planned what a fresh one does in a measurement's first seconds)."""
     store = open_store(settings)
     try:
-        for index in range(passes):
-            client = f"warm-up-{index}"
-            for kind, records in by_kind.items():
-                start, turn = 0, 0
-                while start < len(records):
-                    size = min(WARM_SIZES[turn % len(WARM_SIZES)], settings.batch_max_records)
-                    batch = records[start:start + size]
-                    store.write_unit(client, partial(TASK_KINDS[kind].write, store, client,
-                                                     batch, f"warm:{kind}:{start}"))
-                    start, turn = start + size, turn + 1
-            store.drop(client)
-        # Each label's objects also into a graph of their own, new, as a client's first
-        # batch has them: in the mixed batches events had created most objects first (and
-        # jobs their cron jobs), so the statements that create a label's objects had not
-        # all run, and the drain's first batch planned them while every worker waited.
-        for label, objects in sorted(by_label.items()):
-            client = f"warm-up-{label.lower()}"
-            store.write_unit(client, partial(TASK_KINDS["resource"].write, store, client,
-                                             list(objects.values()), f"warm:{label}"))
-            store.drop(client)
+        warm_graph(store, [(kind, orjson.loads(value)) for kind, value in pool],
+                   passes=passes, batch_max=settings.batch_max_records)
     finally:
         store.close()
 

@@ -7,6 +7,7 @@ the k3s bundle is compared with what FalkorDB builds from the same records.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -23,6 +24,7 @@ from neo4j.exceptions import ConstraintError, TransientError
 from pydantic import ValidationError
 
 from kgcelery.cli import main
+from kgcelery.demo.warmup import simulated_records, warm_graph
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port
 from kgcelery.errors import GraphConfigurationError, GraphUnavailableError
@@ -194,8 +196,8 @@ def test_a_unit_creates_the_events_it_lacks_and_merges_those_it_has(
 
     try:
         for batch in batches:
-            assert store.write_unit(in_unit, lambda b=batch: unit(b)) == 10
-            merging.write_unit(plain, lambda b=batch: write_events(merging, plain, b))
+            assert store.write_unit(in_unit, functools.partial(unit, batch)) == 10
+            merging.write_unit(plain, functools.partial(write_events, merging, plain, batch))
         assert not store.exclusive(in_unit)
         create, merge = (cypher.create_events(SHARED_GRAPH), cypher.write_events(SHARED_GRAPH))
         assert [n for c, q, n in statements if c == in_unit and q == create] == [10, 5]
@@ -212,6 +214,29 @@ def test_a_unit_creates_the_events_it_lacks_and_merges_those_it_has(
         store.drop(plain)
         store.close()
         merging.close()
+
+
+def test_the_warm_up_writes_every_kind_and_leaves_no_graph_behind(neo4j: Neo4jStore) -> None:
+    # What `kgcelery up --stack kafka-neo4j` runs before its first record (and
+    # bench/e2e.py before it measures): a simulated cluster into throw-away graphs.
+    records = simulated_records(2_000)
+    assert {"resource", "event", "log", "alert"} <= {kind for kind, _ in records}
+    written = warm_graph(neo4j, records)
+    assert written > len(records) // 2
+    [[left]] = neo4j.run("warm-up-0", "MATCH (n) WHERE n.client STARTS WITH 'warm-up' "
+                                      "RETURN count(n)")
+    assert left == 0
+    # Ctrl-C during it: it ends between batches, and still drops what it wrote.
+    asked: list[int] = []
+
+    def after_three_batches() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    assert warm_graph(neo4j, records, stop=after_three_batches) < 50
+    [[left]] = neo4j.run("warm-up-0", "MATCH (n) WHERE n.client STARTS WITH 'warm-up' "
+                                      "RETURN count(n)")
+    assert left == 0
 
 
 def test_a_statement_is_planned_once_whatever_its_batch_sizes(
