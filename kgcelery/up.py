@@ -34,6 +34,7 @@ from kgcelery.control.reconciler import Reconciler, local_scaler, reconcile_unti
 from kgcelery.control.registry import Registry
 from kgcelery.control.scalers.local import LocalScaler
 from kgcelery.control.scalers.local_fleet import LocalFleetScaler
+from kgcelery.demo.warmup import simulated_records, warm_graph
 from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess, restart_dead
 from kgcelery.errors import BrokerUnavailableError, GraphUnavailableError
@@ -220,8 +221,6 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
 def _warm_up(store: GraphStore, settings: Settings, stop: threading.Event) -> None:
     """A fresh Neo4j compiles and plans kgcelery's statements on first use: done here,
     before records arrive, or the clients' first minute of writes waits on it."""
-    from kgcelery.demo.warmup import simulated_records, warm_graph
-
     click.echo("warming Neo4j up: a fresh server compiles and plans kgcelery's statements "
                "on first use (~20 s on 2 cores) ...")
     started = time.monotonic()

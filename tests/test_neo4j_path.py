@@ -137,16 +137,21 @@ def test_schema_management_creates_the_constraints_and_indexes_and_they_hold(
     neo4j.drop(other)
 
 
+class Recording(Neo4jStore):
+    """A store that records (client, statement, rows) of every statement it runs."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri, user="neo4j", password="", tenancy="property")
+        self.statements: list[tuple[str, str, int]] = []
+
+    def run(self, client_id: str, query: str,
+            params: dict[str, Any] | None = None) -> list[list[Any]]:
+        self.statements.append((client_id, query, len((params or {}).get("rows", ()))))
+        return super().run(client_id, query, params)
+
+
 def test_rows_travel_in_full_size_batches(neo4j: Neo4jStore, client_ids: list[str]) -> None:
-    statements: list[int] = []
-
-    class Counting(Neo4jStore):
-        def run(self, client_id: str, query: str,
-                params: dict[str, Any] | None = None) -> list[list[Any]]:
-            statements.append(len((params or {}).get("rows", ())))
-            return super().run(client_id, query, params)
-
-    store = Counting(neo4j.uri, user="neo4j", password="", tenancy="property")
+    store = Recording(neo4j.uri)
     client = client_ids[0]
     events = [{"metadata": {"uid": f"ev-{i}", "namespace": "a"}, "reason": "X",
                "message": "it's a message with an apostrophe and " + "x" * 2000,
@@ -155,7 +160,7 @@ def test_rows_travel_in_full_size_batches(neo4j: Neo4jStore, client_ids: list[st
     try:
         write_events(store, client, [e for raw in events for e in normalize_event(raw)])
         assert count(store, client, "Event") == 1200
-        assert max(statements) == store.batch_rows == 500
+        assert max(rows for _, _, rows in store.statements) == store.batch_rows == 500
     finally:
         store.drop(client)
         store.close()
@@ -165,15 +170,7 @@ def test_a_unit_creates_the_events_it_lacks_and_merges_those_it_has(
         neo4j: Neo4jStore, client_ids: list[str]) -> None:
     # Inside a unit (the client's write turn held) the events the graph lacks are
     # CREATEd, the others MERGEd: the graph must be the one MERGE alone builds.
-    statements: list[tuple[str, str, int]] = []
-
-    class Counting(Neo4jStore):
-        def run(self, client_id: str, query: str,
-                params: dict[str, Any] | None = None) -> list[list[Any]]:
-            statements.append((client_id, query, len((params or {}).get("rows", ()))))
-            return super().run(client_id, query, params)
-
-    class MergingOnly(Counting):
+    class MergingOnly(Recording):
         def exclusive(self, client_id: str) -> bool:
             return False
 
@@ -184,8 +181,7 @@ def test_a_unit_creates_the_events_it_lacks_and_merges_those_it_has(
              "lastTimestamp": last,
              "involvedObject": {"kind": "Pod", "namespace": "a", "name": f"p{i % 3}"}})]
 
-    store = Counting(neo4j.uri, user="neo4j", password="", tenancy="property")
-    merging = MergingOnly(neo4j.uri, user="neo4j", password="", tenancy="property")
+    store, merging = Recording(neo4j.uri), MergingOnly(neo4j.uri)
     in_unit, plain = client_ids[:2]
     batches = [events(range(10), 1, "old", "2026-01-01T00:01:00Z"),
                events(range(5, 15), 4, "new", "2026-01-01T00:05:00Z")]
@@ -200,6 +196,7 @@ def test_a_unit_creates_the_events_it_lacks_and_merges_those_it_has(
             merging.write_unit(plain, functools.partial(write_events, merging, plain, batch))
         assert not store.exclusive(in_unit)
         create, merge = (cypher.create_events(SHARED_GRAPH), cypher.write_events(SHARED_GRAPH))
+        statements = store.statements + merging.statements
         assert [n for c, q, n in statements if c == in_unit and q == create] == [10, 5]
         assert [n for c, q, n in statements if c == in_unit and q == merge] == [5]
         assert [n for c, q, n in statements if c == plain and q == create] == []

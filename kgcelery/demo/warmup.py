@@ -91,10 +91,12 @@ def warm_graph(store: GraphStore, records: Iterable[tuple[str, Any]], *, passes:
         if stop():
             break
         client = f"{WARM_CLIENT}-{label.lower()}"
-        store.write_unit(client, partial(TASK_KINDS["resource"].write, store, client,
-                                         list(objects.values()), f"warm:{label}"))
+        try:
+            store.write_unit(client, partial(TASK_KINDS["resource"].write, store, client,
+                                             list(objects.values()), f"warm:{label}"))
+        finally:
+            store.drop(client)
         written += len(objects)
-        store.drop(client)
     return written
 
 
