@@ -57,6 +57,7 @@ kcat:
 test: install chromium broker-contract tools jvm kcat
 	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	$(BIN)/lint-imports
 	KGCELERY_HELM=$(HELM) $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -109,6 +110,7 @@ broker-contract-oldest: $(OLDEST)/.installed
 lint: install
 	$(BIN)/ruff check kgcelery tests bench beat_schedule.py
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	$(BIN)/lint-imports
 
 bench: install

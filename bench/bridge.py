@@ -119,7 +119,8 @@ def run_naive(settings: Settings, topic_of: dict[str, str], count: int) -> float
                               queue=queue_for(client), producer=producer)
                 done += 1
             if messages:
-                last = {(m.topic(), m.partition()): m.offset() for m in messages}
+                last: dict[tuple[str, int], int] = {
+                    (m.topic() or "", m.partition() or 0): m.offset() or 0 for m in messages}
                 consumer.commit(offsets=[TopicPartition(t, p, o + 1)
                                          for (t, p), o in last.items()], asynchronous=False)
     consumer.close()

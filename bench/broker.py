@@ -18,6 +18,7 @@ import argparse
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -64,7 +65,7 @@ def fill(client: redis.Redis, tasks: int, per_task: int, record_bytes: int) -> N
         client.eval(TAKE, 4, UNACKED_KEY, UNACKED_INDEX_KEY, IN_FLIGHT_KEY, queue, "1")
 
 
-def timed(count: callable, rounds: int) -> float:  # type: ignore[valid-type]
+def timed(count: Callable[[], object], rounds: int) -> float:
     """Median milliseconds of one count."""
     times = []
     for _ in range(rounds):

@@ -152,7 +152,7 @@ def measure(client: redis.Redis, n: int, rounds: int, first: int, base: float) -
     from kgcelery.control.observe import active_queues
 
     def scale_pass() -> None:
-        tasks.active_queues = lambda app, timeout: {}  # type: ignore[assignment]
+        tasks.active_queues = lambda app, timeout: {}
         try:
             tasks.scale_worker_pools()
         finally:

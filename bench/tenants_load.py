@@ -239,7 +239,7 @@ class Beat:
         started = time.perf_counter()
         self.tasks.expire_stale_clients()
         expired = time.perf_counter()
-        self.tasks.active_queues = lambda app, timeout: {}  # type: ignore[assignment]
+        self.tasks.active_queues = lambda app, timeout: {}
         try:
             self.tasks.scale_worker_pools()
         finally:

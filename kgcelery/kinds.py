@@ -22,5 +22,9 @@ TASK_FOR_KIND: dict[str, str] = {
 #: (:mod:`kgcelery.broker.merge`); the bridge never names it.
 MERGED_TASK = "kgcelery.ingest_batches"
 
+#: The control task the bridge sends when records come for a client that may hold no
+#: worker (:mod:`kgcelery.bridge.wake`): a scaling run out of turn, on the control queue.
+WAKE_TASK = "kgcelery.wake_worker_pools"
+
 #: The Celery task -> the kind of record it ingests.
 KIND_OF_TASK: dict[str, str] = {task: kind for kind, task in TASK_FOR_KIND.items()}

@@ -169,6 +169,10 @@ class Settings(BaseSettings):
             below a pool's capacity before the pool shrinks (0.2).
         SCALE_IDLE_GRACE_S: a client with nothing queued or in flight for this long
             holds no worker (300 s); its next records bring one back at the next run.
+        SCALE_WAKE_S: least time between two scaling runs a bridge asks for out of turn,
+            when it publishes for a client it published nothing for in the idle grace
+            (or since it started): such a client may hold no worker, and its records
+            need not wait for beat's next run (2 s; 0: they do wait).
         DRAIN_GRACE_S: least time a stale or draining client stays so, with its queue
             empty, before it is retired; covers records still on their way (5 s).
         SCALER_BACKEND: how the reconciler acts: ``local`` (worker subprocesses on this
@@ -293,6 +297,7 @@ class Settings(BaseSettings):
     scale_cooldown_s: float = Field(default=30.0, ge=0)
     scale_hysteresis: float = Field(default=0.2, ge=0, lt=1)
     scale_idle_grace_s: float = Field(default=300.0, ge=0)
+    scale_wake_s: float = Field(default=2.0, ge=0)
     drain_grace_s: float = Field(default=5.0, ge=0)
     scaler_backend: Literal["local", "celery", "kubernetes"] = "local"
     worker_mode: Literal["auto", "per-client", "fleet"] = "auto"

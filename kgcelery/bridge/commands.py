@@ -68,6 +68,9 @@ def _print_stats(registry: Registry, as_json: bool) -> None:
         for topic, reasons in snap.get("dead_letters_by_topic", {}).items():
             for reason, count in reasons.items():
                 click.echo(f"  dead-lettered {reason:<20} from {topic:<24} {count:>12}")
+        if snap.get("wakes"):
+            click.echo(f"  scaling runs asked for (records for a client that may hold no "
+                       f"worker): {snap['wakes']}")
         if snap.get("kcat_joined"):
             click.echo(f"  control records joined after a kcat -K: split: {snap['kcat_joined']}")
         for flood in snap.get("flooding", []):

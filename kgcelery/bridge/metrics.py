@@ -48,6 +48,10 @@ class BridgeMetrics:
             ["topic"], registry=self.registry)
         self.tasks = PromCounter("kgcelery_bridge_tasks", "Batches published as tasks",
                                  registry=self.registry)
+        self.wakes = PromCounter(
+            "kgcelery_bridge_wakes",
+            "Scaling runs asked for out of turn: records came for a client that may hold "
+            "no worker", registry=self.registry)
         self.batch_latency = Histogram(
             "kgcelery_bridge_batch_latency_seconds",
             "Time from a batch's first record to its publication", registry=self.registry,
@@ -66,6 +70,7 @@ class BridgeMetrics:
         self.joined = 0
         self.floods: list[Flood] = []
         self.task_count = 0
+        self.wake_count = 0
         self.lags: dict[str, int] = {}
         self.last_latency = 0.0
 
@@ -77,6 +82,10 @@ class BridgeMetrics:
             self.task_count += 1
             self.batch_latency.observe(latency)
             self.last_latency = latency
+
+    def woke(self) -> None:
+        self.wakes.inc()
+        self.wake_count += 1
 
     def dead_lettered(self, reason: str, topic: str) -> None:
         self.dead_letters.labels(reason).inc()
@@ -107,6 +116,7 @@ class BridgeMetrics:
             "bridge": f"{socket.gethostname()}-{os.getpid()}", "at": time.time(),
             "records": {f"{c}/{k}": n for (c, k), n in sorted(self.routed.items())},
             "dead_letters": dict(self.rejected), "tasks": self.task_count,
+            "wakes": self.wake_count,
             "dead_letters_by_topic": _nested(self.rejected_by_topic),
             "flooding": [asdict(flood) for flood in self.floods],
             "kcat_joined": self.joined,

@@ -30,13 +30,15 @@ from kgcelery.bridge.metrics import BridgeMetrics, publish_snapshot
 from kgcelery.bridge.offsets import OffsetTracker, Segment
 from kgcelery.bridge.quota import QueueQuota
 from kgcelery.bridge.routing import CONTROL_KINDS, Routed, classify
+from kgcelery.bridge.wake import Wake
 from kgcelery.broker import Durability, open_broker
 from kgcelery.client_topics import ClientTopics
+from kgcelery.clients import CONTROL_QUEUE
 from kgcelery.control.registry import Registry
 from kgcelery.deadletter import DeadLetter, DeadLetterWriter
 from kgcelery.errors import BrokerUnavailableError, RejectedRecordError
 from kgcelery.kafka import consumer_config
-from kgcelery.kinds import TASK_FOR_KIND
+from kgcelery.kinds import TASK_FOR_KIND, WAKE_TASK
 from kgcelery.liveness import Heartbeat
 from kgcelery.retry import Backoff
 from kgcelery.settings import Settings
@@ -49,6 +51,9 @@ REPORT_INTERVAL_S = 5.0
 #: Waits between attempts to publish while the broker is away.
 PUBLISH_BACKOFF = Backoff(base_s=0.5, max_s=10.0)
 FLUSH_TIMEOUT_S = 30.0
+#: A wake still queued after this long (the control worker was away) is dropped: beat's
+#: own runs have long since done what it asked for.
+WAKE_EXPIRES_S = 60.0
 # The registry's Redis away (registrations, heartbeats), or the broker (tasks).
 _PUBLISH_ERRORS = (redis.RedisError, OSError, BrokerUnavailableError)
 
@@ -112,6 +117,7 @@ class Bridge:
                  dead_letters: DeadLetterWriter | None = None,
                  metrics: BridgeMetrics | None = None) -> None:
         self.settings = settings
+        self.app = app
         handled = set(TASK_FOR_KIND) | CONTROL_KINDS
         self.kinds = {topic: kind for topic, kind in settings.topics.items() if kind in handled}
         self.control_topics = frozenset(t for t, k in self.kinds.items() if k in CONTROL_KINDS)
@@ -132,6 +138,7 @@ class Bridge:
         self.guard = SourceGuard(max_ratio=settings.dlq_guard_ratio,
                                  window=settings.dlq_guard_window)
         self._kcat_clients: set[str] = set()
+        self.wake = Wake(quiet_after_s=settings.scale_idle_grace_s, every_s=settings.scale_wake_s)
         self.quota = QueueQuota(self.publisher.queue_depths,
                                 ceiling=settings.client_queue_ceiling,
                                 hard_limit=settings.client_queue_hard_limit)
@@ -194,6 +201,8 @@ class Bridge:
             self.quota.published(batch.client_id)
         self._deliver(due)
         self._retry_undelivered(now)
+        if self.wake.due(time.monotonic()):
+            self._send_wake()
         self._pause_if_full()
         if now - self._last_commit >= COMMIT_INTERVAL_S:
             self.commit()
@@ -330,6 +339,17 @@ class Bridge:
             batch.settle()
             self.metrics.routed_batch(batch.client_id, batch.kind, len(batch.records),
                                       now - batch.started_at)
+            self.wake.published(batch.client_id, now)
+
+    def _send_wake(self) -> None:
+        """Ask the control plane for a scaling run now (kgcelery.bridge.wake)."""
+        try:
+            self.app.send_task(WAKE_TASK, queue=CONTROL_QUEUE, retry=False,
+                               expires=WAKE_EXPIRES_S)
+        except Exception as exc:  # noqa: BLE001 - only sooner: beat's next run does the same
+            log.warning("could not ask for a scaling run (%s); beat's next run will do", exc)
+            return
+        self.metrics.woke()
 
     def _apply_control(self, batch: Batch) -> None:
         """Apply registry and heartbeat records; settle the batch (idempotent to repeat)."""
@@ -340,6 +360,7 @@ class Bridge:
                     apply_registry(self.registry, batch.client_id, record)
                     if record is None:
                         self.registered.removed(batch.client_id)
+                        self.wake.forget(batch.client_id)
                     else:
                         self.registered.added(batch.client_id)
                 else:

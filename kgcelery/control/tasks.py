@@ -19,6 +19,7 @@ from kgcelery.control.observe import active_queues, consumers_per_client
 from kgcelery.control.policy import Pool, ScalingPolicy, plan
 from kgcelery.control.reconciler import Reconciler, make_scaler
 from kgcelery.control.registry import RETIRED, Registry
+from kgcelery.kinds import WAKE_TASK
 from kgcelery.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,3 +147,14 @@ def reconcile_worker_pools() -> dict[str, int]:
         return Reconciler(registry(), scaler).reconcile()
     finally:
         scaler.close()
+
+
+@app.task(name=WAKE_TASK, ignore_result=True)
+def wake_worker_pools() -> dict[str, int]:
+    """A scaling run a bridge asked for out of turn: records came for a client that may
+    hold no worker (:mod:`kgcelery.bridge.wake`). The celery and kubernetes backends
+    reconcile at once after it; the local one reconciles every second by itself."""
+    decided = scale_worker_pools()
+    if settings.scaler_backend != "local":
+        reconcile_worker_pools()
+    return decided
