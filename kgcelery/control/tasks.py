@@ -101,6 +101,12 @@ def expire_stale_clients() -> list[str]:
 @app.task(name="kgcelery.scale_worker_pools", ignore_result=True)
 def scale_worker_pools() -> dict[str, int]:
     """Decide the desired workers of every client; record the workers seen too."""
+    return _scale(count_workers=True)
+
+
+def _scale(*, count_workers: bool) -> dict[str, int]:
+    """A scaling run; ``count_workers``: also ask the workers which queues they consume
+    (a broadcast that waits ``INSPECT_TIMEOUT_S``) and record the counts."""
     reg = registry()
     records = reg.all()
     work = broker().work_of([r.client_id for r in records],
@@ -124,6 +130,8 @@ def scale_worker_pools() -> dict[str, int]:
     reg.set_desired_many({client_id: wanted[client_id] for client_id in moving
                           if states_now.get(client_id) == pools[client_id].state},
                          now=now, known=known)
+    if not count_workers:
+        return {client_id: decision.desired for client_id, decision in decisions.items()}
     try:
         consumers = consumers_per_client(active_queues(app, settings.inspect_timeout_s))
     except Exception as exc:  # noqa: BLE001 - the decision stands; the count waits a round
@@ -152,9 +160,11 @@ def reconcile_worker_pools() -> dict[str, int]:
 @app.task(name=WAKE_TASK, ignore_result=True)
 def wake_worker_pools() -> dict[str, int]:
     """A scaling run a bridge asked for out of turn: records came for a client that may
-    hold no worker (:mod:`kgcelery.bridge.wake`). The celery and kubernetes backends
-    reconcile at once after it; the local one reconciles every second by itself."""
-    decided = scale_worker_pools()
+    hold no worker (:mod:`kgcelery.bridge.wake`). Without the count of workers (beat's
+    next run records it): that broadcast's wait would delay the reconcile pass that the
+    celery and kubernetes backends run at once after it (the local one reconciles every
+    second by itself)."""
+    decided = _scale(count_workers=False)
     if settings.scaler_backend != "local":
         reconcile_worker_pools()
     return decided
