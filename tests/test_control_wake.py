@@ -1,9 +1,10 @@
 """Records for a client that holds no worker get one without waiting for beat's run.
 
-Real bridge, control worker, beat, reconciler (local scaler), worker processes, Tansu
-and Redis. Beat's scaling run is an hour away here, and clients want no worker
-without work (min 0, idle grace 0): only the bridge's wake (kgcelery.bridge.wake) can
-give a worker to the client, first when it is new, then when it has gone idle.
+Real bridge, control worker, beat, reconciler (local scaler) and worker processes, or a
+fleet worker given the client's queue by the celery scaler; Tansu and Redis. Beat's
+scaling run is an hour away here, and clients want no worker without work (min 0, idle
+grace 0): only the bridge's wake (kgcelery.bridge.wake) can give the client a worker,
+first when it is new, then when it has gone idle.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from tests.helpers import Processes, produce, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def settings(test_settings: Settings, tmp_path: Path) -> Settings:
+@pytest.fixture(params=["local", "celery"])
+def settings(test_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+             ) -> Settings:
     # Nobody beats here: no expiry during the test.
     return control_settings(test_settings, tmp_path, heartbeat_ttl_s=3600.0,
-                            scale_interval_s=3600.0,
+                            scale_interval_s=3600.0, scaler_backend=request.param,
                             scale_min_workers=0, scale_idle_grace_s=0.0, scale_wake_s=0.5)
 
 
@@ -56,7 +58,10 @@ def test_records_of_a_client_without_a_worker_wake_the_scaling_at_once(
         graph: GraphStore, client_ids: list[str]) -> None:
     client = client_ids[0]
     reg.register(client, cluster_name=client)
-    start_control_plane(processes, settings)
+    fleet = settings.scaler_backend == "celery"
+    if fleet:  # beat reconciles, by the fleet scaler (add_consumer)
+        processes.worker("fleet.idle", settings, name="fleet-1")
+    start_control_plane(processes, settings, reconciler=not fleet)
     processes.bridge(settings)
     topic = topic_of(settings, "event")
 
@@ -70,7 +75,8 @@ def test_records_of_a_client_without_a_worker_wake_the_scaling_at_once(
     app.send_task("kgcelery.scale_worker_pools", queue=CONTROL_QUEUE)
     wait_for(lambda: reg.get(client).desired_reason == "idle",  # type: ignore[union-attr]
              timeout=30, what="the client idle at 0 workers")
-    wait_for(lambda: not consumers(app, client), timeout=30, what="its worker stopped")
+    wait_for(lambda: not consumers(app, client), timeout=30,
+             what="its worker stopped (or its queue cancelled on the fleet)")
     # ...and its next record brings one back.
     produce(settings, topic, [_event(client, "second")])
     wait_for(lambda: event_count(graph, client) == 2, timeout=90,
