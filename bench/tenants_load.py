@@ -157,9 +157,16 @@ def reconcile(settings: Settings, stop: Any, workers: Any, assigned: Any,
     ``workers``, when those are processes)."""
     die_with_parent()
     from kgcelery.control.reconciler import Reconciler, make_scaler
+    from kgcelery.control.scalers.base import Scaler
+    from kgcelery.control.scalers.local import LocalScaler
 
     registry = Registry.from_url(settings.registry_url)
-    scaler = make_scaler(settings)
+    scaler: Scaler
+    if settings.scaler_backend == "local":  # one worker process per client, whatever
+        state = Path(settings.state_dir)    # the number of clients registered
+        scaler = LocalScaler(settings, run_dir=state / "run", log_dir=state / "logs")
+    else:
+        scaler = make_scaler(settings)
     reconciler = Reconciler(registry, scaler)
     try:
         while not stop.is_set():

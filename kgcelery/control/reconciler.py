@@ -32,11 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def make_scaler(settings: Settings, *, app: Celery | None = None) -> Scaler:
-    """The scaler backend that ``SCALER_BACKEND`` names (``local``: per-client workers;
-    :func:`local_scaler` also runs a fleet)."""
+    """The scaler backend that ``SCALER_BACKEND`` names, for ``celery`` and
+    ``kubernetes``; the ``local`` one holds processes and is :func:`local_scaler`'s."""
     if settings.scaler_backend == "local":
-        state_dir = Path(settings.state_dir).resolve()
-        return LocalScaler(settings, run_dir=state_dir / "run", log_dir=state_dir / "logs")
+        raise ValueError("the local scaler's workers live in the process that runs it: "
+                         "use local_scaler() (kgcelery up, kgcelery reconcile)")
     if settings.scaler_backend == "celery":
         from kgcelery.app import create_app
         from kgcelery.control.scalers.fleet import FleetScaler
