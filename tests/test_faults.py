@@ -10,6 +10,7 @@ session's. ``make soak`` runs a random mix of the same faults for longer (tests/
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -163,12 +164,18 @@ def test_broker_restart_midrun_keeps_queued_tasks(
     processes.bridge(settings)
     worker = processes.worker(queue_for(client), settings, name="worker")
     ledger = Ledger()
-    # Faster than one worker writes: tasks queue up in the broker.
-    feeder = Feeder(settings, ledger, {client: 1}, rate=6000, total=30_000).start()
-    wait_for(lambda: broker.llen(queue_for(client)) >= 5, timeout=30, interval=0.05,
-             what="tasks queued in the broker")
-    queued = broker.llen(queue_for(client))
-    restart(services.broker)
+    # The worker paused (still connected) until the broker is back: tasks queue up in the
+    # broker whatever the machine's pace (a running worker's merged takes could keep the
+    # queue below 5 for good on a loaded CI machine).
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        feeder = Feeder(settings, ledger, {client: 1}, rate=6000, total=30_000).start()
+        wait_for(lambda: broker.llen(queue_for(client)) >= 5, timeout=60, interval=0.05,
+                 what="tasks queued in the broker")
+        queued = broker.llen(queue_for(client))
+        restart(services.broker)
+    finally:
+        worker.send_signal(signal.SIGCONT)  # it reconnects to the restarted broker
     after = broker.llen(queue_for(client))
     print(f"\nbroker restarted with {queued} tasks queued; {after} queued after the restart")
     assert feeder.running, "the stream ended before the restart; the test proves nothing"
