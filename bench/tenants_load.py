@@ -63,6 +63,7 @@ from common import (
 from kgcelery import latency
 from kgcelery.broker.redis_broker import work_of
 from kgcelery.control.registry import Registry, client_key
+from kgcelery.control.scalers.local_fleet import fleet_worker_argv
 from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess, die_with_parent, stop_together
 from kgcelery.settings import Settings
@@ -182,14 +183,6 @@ def reconcile(settings: Settings, stop: Any, workers: Any, assigned: Any,
         scaler.close()
 
 
-def fleet_argv(index: int, settings: Settings) -> list[str]:
-    nice = ["nice", "-n", str(settings.worker_nice)] if settings.worker_nice else []
-    return [*nice, sys.executable, "-m", "celery", "-A", "kgcelery.app", "worker",
-            "-Q", "fleet.idle", "-n", f"fleet-{index}@%h", "--concurrency",
-            str(settings.worker_concurrency), "--loglevel", "INFO", "--without-mingle",
-            "--without-gossip"]
-
-
 # -- what is measured ---------------------------------------------------------------------
 def written(broker: redis.Redis, clients: list[str]) -> dict[int, int]:
     """Records written so far into the graphs of ``clients``: latency bucket -> count."""
@@ -304,7 +297,7 @@ def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack
     start("bridge", [sys.executable, "-m", "kgcelery", "bridge"])
     if mode == "fleet":
         for index in range(1, args.fleet + 1):
-            start(f"fleet-{index}", fleet_argv(index, settings))
+            start(f"fleet-{index}", fleet_worker_argv(index, settings))
         workers.value = args.fleet
     control = fork.Process(target=reconcile, args=(
         settings, stop_control, workers if mode == "local" else None, assigned,

@@ -42,6 +42,7 @@ from kgcelery.app import create_app
 from kgcelery.clients import CONTROL_QUEUE
 from kgcelery.control.observe import active_queues, consumers_per_client
 from kgcelery.control.registry import Registry
+from kgcelery.control.scalers.local_fleet import fleet_worker_argv
 from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess, stop_together
 from kgcelery.graph import open_store
@@ -75,10 +76,7 @@ def control_plane(settings: Settings, state: Path, fleet: bool) -> list[ManagedP
     if not fleet:
         argvs["reconciler"] = [python, "-m", "kgcelery", "reconcile"]
     for index in range(1, FLEET_SIZE + 1 if fleet else 1):
-        argvs[f"fleet-{index}"] = [python, "-m", "celery", "-A", "kgcelery.app", "worker",
-                                   "-Q", "fleet.idle", "-n", f"fleet-{index}@%h",
-                                   "--concurrency", "1", "--without-mingle",
-                                   "--without-gossip", "--loglevel", "INFO"]
+        argvs[f"fleet-{index}"] = fleet_worker_argv(index, settings)
         ready[f"fleet-{index}"] = "ready."
     processes = []
     try:

@@ -17,6 +17,7 @@ from celery import Celery
 
 from kgcelery.clients import CONTROL_QUEUE
 from kgcelery.control.registry import Registry
+from kgcelery.control.scalers.fleet import FLEET_IDLE_QUEUE
 from kgcelery.graph import GraphStore
 from kgcelery.settings import Settings
 from tests.conftest import topic_of
@@ -60,7 +61,7 @@ def test_records_of_a_client_without_a_worker_wake_the_scaling_at_once(
     reg.register(client, cluster_name=client)
     fleet = settings.scaler_backend == "celery"
     if fleet:  # beat reconciles, by the fleet scaler (add_consumer)
-        processes.worker("fleet.idle", settings, name="fleet-1")
+        processes.worker(FLEET_IDLE_QUEUE, settings, name="fleet-1")
     start_control_plane(processes, settings, reconciler=not fleet)
     processes.bridge(settings)
     topic = topic_of(settings, "event")

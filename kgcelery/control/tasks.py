@@ -130,16 +130,15 @@ def _scale(*, count_workers: bool) -> dict[str, int]:
     reg.set_desired_many({client_id: wanted[client_id] for client_id in moving
                           if states_now.get(client_id) == pools[client_id].state},
                          now=now, known=known)
-    if not count_workers:
-        return {client_id: decision.desired for client_id, decision in decisions.items()}
-    try:
-        consumers = consumers_per_client(active_queues(app, settings.inspect_timeout_s))
-    except Exception as exc:  # noqa: BLE001 - the decision stands; the count waits a round
-        log.warning("could not ask the workers which queues they consume: %s", exc)
-    else:
-        reg.set_actual({c: len(consumers.get(c, [])) for c in decisions},
-                       {r.client_id: r.actual_workers for r in records}, now=now)
-    reg.passed("scale", now)
+    if count_workers:
+        try:
+            consumers = consumers_per_client(active_queues(app, settings.inspect_timeout_s))
+        except Exception as exc:  # noqa: BLE001 - the decision stands; the count waits a round
+            log.warning("could not ask the workers which queues they consume: %s", exc)
+        else:
+            reg.set_actual({c: len(consumers.get(c, [])) for c in decisions},
+                           {r.client_id: r.actual_workers for r in records}, now=now)
+        reg.passed("scale", now)
     return {client_id: decision.desired for client_id, decision in decisions.items()}
 
 
