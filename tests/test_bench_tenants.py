@@ -42,6 +42,21 @@ def test_the_tenants_bench_runs_and_loses_nothing(mode: str) -> None:
     assert 1 <= result["workers"] <= 16
 
 
+def test_the_capacity_curve_prints_a_line_per_rate_and_the_capacity() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH.with_name("tenants.py")), "--modes", "fleet",
+         "--sizes", "4", "--rates", "100", "--warmup", "8", "--seconds", "4",
+         "--drain", "90", "--fleet", "1"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    point, capacity = done.stdout.splitlines()[-2:]
+    assert point.startswith("tenants-4 (fleet) offered 100/s: "), done.stdout[-2000:]
+    assert "p99 quiet " in point
+    # At 100 records/s four clients are served in well under 5 s: a capacity is found.
+    assert capacity.startswith("tenants-4 (fleet) capacity: "), capacity
+    assert "with quiet p99 < 5 s (offered 100/s)" in capacity, capacity
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below ``pid`` now (each thread's ``children`` file, as
     bench/common.py's ``tree_peak_mb`` reads them)."""
