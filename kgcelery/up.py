@@ -37,6 +37,7 @@ from kgcelery.control.scalers.local_fleet import LocalFleetScaler
 from kgcelery.demo.warmup import simulated_records, warm_graph
 from kgcelery.embedded import open_stack
 from kgcelery.embedded.process import ManagedProcess, restart_dead
+from kgcelery.embedded.stack import EmbeddedStack
 from kgcelery.errors import BrokerUnavailableError, GraphUnavailableError
 from kgcelery.graph import GraphStore, open_store, queries
 from kgcelery.model.objects import EVENT, RESOURCE
@@ -202,7 +203,7 @@ def run_everything(settings: Settings, *, demo: bool, flower: bool,
 
             metrics_server = serve_metrics(settings, registry)
         _banner(settings, state_dir, flower, scaler)
-        _supervise(stop, processes, scaler, registry, store, status_interval)
+        _supervise(stop, stack, processes, scaler, registry, store, status_interval)
     finally:
         click.echo("stopping ...")
         if metrics_server is not None:
@@ -230,7 +231,7 @@ def _warm_up(store: GraphStore, settings: Settings, stop: threading.Event) -> No
                f"in {time.monotonic() - started:.0f} s")
 
 
-def _supervise(stop: threading.Event, processes: Processes,
+def _supervise(stop: threading.Event, stack: EmbeddedStack, processes: Processes,
                scaler: LocalScaler | LocalFleetScaler, registry: Registry, store: GraphStore,
                status_interval: float) -> None:
     # Beat decides desired workers per client; the reconciler makes them so (and restarts
@@ -239,6 +240,8 @@ def _supervise(stop: threading.Event, processes: Processes,
 
     def each_pass() -> None:
         nonlocal next_status
+        # The servers first: what else died may have died of their absence.
+        stack.restart_dead()
         restart_dead(processes.started)
         if time.monotonic() < next_status:
             return

@@ -65,3 +65,55 @@ def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: 
     left = [pid_file.name for pid_file in (state / "run").glob("*.pid")
             if (pid := read_pid(pid_file)) is not None and pid_alive(pid)]
     assert not left, f"still running after Ctrl-C: {left}"
+
+
+def _events_of(log: Path, client: str) -> int:
+    """The client's event count in the last status that showed it."""
+    counts = [int(events) for shown, events, _objects in
+              STATUS_ROW.findall(log.read_text(errors="replace")) if shown == client]
+    return counts[-1] if counts else 0
+
+
+def test_up_starts_a_server_that_died_again_and_the_graphs_fill_on(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")}
+    env.update(KGCELERY_STATE_DIR=str(state),
+               KGCELERY_EMBEDDED_KAFKA_PORT=str(free_port()),
+               KGCELERY_EMBEDDED_BROKER_PORT=str(free_port()),
+               KGCELERY_EMBEDDED_GRAPH_PORT=str(free_port()))
+    log = tmp_path / "up.log"
+    graph_pid_file = state / "run" / "graph.pid"
+    with log.open("wb") as out:
+        up = subprocess.Popen([sys.executable, "-m", "kgcelery", "up", "--status-interval", "2",
+                               "--no-flower"],
+                              stdout=out, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: _clients_with_graphs(log) or up.poll() is not None,
+                 timeout=240, interval=1.0, what="a demo client with a graph")
+        assert up.poll() is None, log.read_text()[-3000:]
+        client = sorted(_clients_with_graphs(log))[0]
+        crashed = read_pid(graph_pid_file)
+        assert crashed is not None and pid_alive(crashed)
+        os.kill(crashed, signal.SIGKILL)  # FalkorDB crashes
+        written_before = _events_of(log, client)
+
+        def restarted() -> bool:
+            pid = read_pid(graph_pid_file)
+            return pid not in (None, crashed) and pid_alive(pid)
+
+        wait_for(restarted, timeout=60, what="FalkorDB started again")
+        assert "graph exited with code -9; starting it again" in log.read_text()
+        # The workers' retries and the next records reach the graph that came back.
+        wait_for(lambda: _events_of(log, client) > written_before or up.poll() is not None,
+                 timeout=120, interval=1.0, what=f"{client}'s graph growing again")
+        assert up.poll() is None, log.read_text()[-3000:]
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+    left = [pid_file.name for pid_file in (state / "run").glob("*.pid")
+            if (pid := read_pid(pid_file)) is not None and pid_alive(pid)]
+    assert not left, f"still running after Ctrl-C: {left}"

@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from kgcelery.embedded.binaries import falkordb_module, redis_server_binary, tansu_binary
 from kgcelery.embedded.process import ManagedProcess
-from kgcelery.errors import StaleProcessError
+from kgcelery.errors import StackError, StaleProcessError
 from kgcelery.kafka import common_config, ensure_topics
 from kgcelery.settings import Settings
 
@@ -177,6 +177,32 @@ class EmbeddedStack:
             self.stop()
             raise
         return self
+
+    def restart_dead(self) -> list[str]:
+        """Start again every server of a started stack that exited on its own; return
+        their names. Redis and FalkorDB reload their append-only files; Tansu keeps its
+        topics in memory, so they are created again (what it held is gone). One that
+        cannot start is logged and tried again next time."""
+        restarted = []
+        for service in self.services:
+            if service.process.alive() or service.process.pid is None:
+                continue
+            log.warning("%s exited with code %s; starting it again. Its log (%s) ended "
+                        "with:\n%s", service.name, service.process.returncode(),
+                        service.process.log_path, service.process.tail(10))
+            try:
+                service.start()
+            except StackError as exc:
+                log.error("cannot restart %s: %s", service.name, exc)
+                continue
+            restarted.append(service.name)
+        if self.kafka.name in restarted and self.create_topics:
+            try:
+                ensure_topics(self.settings)
+            except Exception as exc:  # noqa: BLE001 - supervision goes on; the bridge waits
+                log.error("cannot create the topics again after restarting %s: %s",
+                          self.kafka.name, exc)
+        return restarted
 
     def stop(self) -> None:
         for service in reversed(self.services):
