@@ -30,7 +30,9 @@ graphs per second (the workers' produce-to-graph histograms), Redis commands per
 load stops and the backlog gets ``--drain`` seconds; the p99 latencies are over the
 records written from the window's start to then, and a record still queued after the
 drain counts as older than the drain: if more than 1% are, the p99 is given as
-``> <drain> s``. The last line is the result as JSON.
+``> <drain> s``. A server of the stack that dies meanwhile is started again, as
+``kgcelery up`` does, and the run says so (``servers_restarted`` in its JSON). The
+last line is the result as JSON.
 """
 
 from __future__ import annotations
@@ -308,8 +310,8 @@ def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack
     try:
         settled = settle(beat, assigned)
         producer.start()
-        return _timeline(mode, tenants, settings, broker, registry, beat, workers, produced,
-                         stop_load, producer, args, settled)
+        return _timeline(mode, tenants, settings, stack, broker, registry, beat, workers,
+                         produced, stop_load, producer, args, settled)
     finally:
         stop_load.set()
         stop_control.set()
@@ -337,10 +339,12 @@ def settle(beat: Beat, assigned: Any) -> float:
     return time.monotonic() - began
 
 
-def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Redis,
-              registry: Registry, beat: Beat, workers: Any, produced: Any, stop_load: Any,
-              producer: Any, args: argparse.Namespace, settled: float) -> Result:
+def _timeline(mode: str, tenants: Tenants, settings: Settings, stack: Any,
+              broker: redis.Redis, registry: Registry, beat: Beat, workers: Any,
+              produced: Any, stop_load: Any, producer: Any, args: argparse.Namespace,
+              settled: float) -> Result:
     began = time.monotonic()
+    restarted: list[tuple[float, str]] = []
     window_at, window_end = began + args.warmup, began + args.warmup + args.seconds
     heartbeat_at = began + HEARTBEAT_EVERY_S
     worker_counts: list[int] = []
@@ -351,6 +355,12 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Red
 
     def step() -> None:
         nonlocal heartbeat_at
+        # As kgcelery up does; a run whose server died says so (its figures are not
+        # the pipeline's), and the server's log is kept with the others (--keep-logs).
+        for name in stack.restart_dead():
+            restarted.append((round(time.monotonic() - began, 1), name))
+            print(f"   {name} exited {restarted[-1][0]:.0f} s into the load; started again",
+                  flush=True)
         if beat.due():
             beat.run()
         if time.monotonic() >= heartbeat_at:
@@ -410,6 +420,7 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, broker: redis.Red
         "beat_passes": [(round(e, 1), round(s, 1)) for _, e, s in beat.passes],
         "workers_mean": round(statistics.mean(worker_counts), 1) if worker_counts else 0,
         "redis_peak_mb": round(memory / 2**20, 1), "load_average": os.getloadavg(),
+        "servers_restarted": restarted,
     }
     return result
 
