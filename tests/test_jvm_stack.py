@@ -124,3 +124,20 @@ def test_a_cluster_id_beginning_with_a_dash_still_formats_kafkas_storage(
     kafka.prepare()
     meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
     assert "cluster.id=-AbCdEfGhIjKlMnOpQrStU" in meta
+
+
+def test_kafkas_storage_formats_again_with_the_cluster_id_it_has(tmp_path: Path,
+                                                                   jvm_ready: None) -> None:
+    # A second start on the same state directory (kgcelery up run again, or a Kafka that
+    # died started again by its supervision) formats the storage once more: with a new
+    # id Kafka refused it ("Invalid cluster.id"), and Kafka could not start.
+    settings = Settings(state_dir=tmp_path, embedded_kafka_port=free_port(),
+                        embedded_broker_port=free_port(), embedded_neo4j_port=free_port())
+    kafka = JvmStack(settings)._apache_kafka()
+    assert kafka.prepare is not None
+    kafka.prepare()
+    meta = tmp_path / "kafka" / "data" / "meta.properties"
+    first = meta.read_text()
+    kafka.prepare()
+    cluster = [line for line in first.splitlines() if line.startswith("cluster.id=")]
+    assert cluster and cluster[0] in meta.read_text().splitlines()

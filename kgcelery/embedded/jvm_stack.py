@@ -75,6 +75,21 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
+def _stored_cluster_id(data_dir: Path) -> str | None:
+    """The cluster id Kafka's storage in ``data_dir`` was formatted with, if it was: a
+    start on that storage must format with the same (``--ignore-formatted`` or not,
+    Kafka refuses another: ``Invalid cluster.id``)."""
+    try:
+        text = (data_dir / "meta.properties").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id" and value.strip():
+            return value.strip()
+    return None
+
+
 class JvmStack(EmbeddedStack):
     """Apache Kafka + broker Redis + Neo4j; starts, checks and stops like EmbeddedStack.
 
@@ -118,11 +133,12 @@ class JvmStack(EmbeddedStack):
                 partitions=self.settings.topic_partitions))
             log4j.write_text(_LOG4J2)
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            cluster_id = _stored_cluster_id(home / "data") or _cluster_id()
             with open(log_file, "ab") as out:
                 done = subprocess.run(
                     self._jvm(jars, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                               # One argument: an id may begin with '-' (1 in 64).
-                              f"--cluster-id={_cluster_id()}", "-c", str(config)),
+                              f"--cluster-id={cluster_id}", "-c", str(config)),
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     timeout=JVM_READY_TIMEOUT_S, check=False)
             if done.returncode != 0:
