@@ -183,7 +183,7 @@ class EmbeddedStack:
         their names. Redis and FalkorDB reload their append-only files; Tansu keeps its
         topics in memory, so they are created again (what it held is gone). One that
         cannot start is logged and tried again next time."""
-        restarted = []
+        launched = []
         for service in self.services:
             if service.process.alive() or service.process.pid is None:
                 continue
@@ -191,7 +191,15 @@ class EmbeddedStack:
                         "with:\n%s", service.name, service.process.returncode(),
                         service.process.log_path, service.process.tail(10))
             try:
-                service.start()
+                service.launch()
+            except StackError as exc:
+                log.error("cannot restart %s: %s", service.name, exc)
+                continue
+            launched.append(service)
+        restarted = []
+        for service in launched:  # all launched, then waited for: JVM servers take seconds
+            try:
+                service.wait_ready()
             except StackError as exc:
                 log.error("cannot restart %s: %s", service.name, exc)
                 continue
