@@ -9,6 +9,8 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,32 +31,45 @@ def _clients_with_graphs(log: Path) -> set[str]:
             if int(events) > 0 and int(objects) > 0}
 
 
-@pytest.mark.parametrize("mode", ["auto", "fleet"])
-def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: Path,
-                                                                       mode: str) -> None:
-    state = tmp_path / "state"
+@contextmanager
+def running_up(state: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``kgcelery up --status-interval 2 <args>`` on free ports, its output in ``log``;
+    killed with its process group if still running at the end (a failed test)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")}
     env.update(KGCELERY_STATE_DIR=str(state),
                KGCELERY_EMBEDDED_KAFKA_PORT=str(free_port()),
                KGCELERY_EMBEDDED_BROKER_PORT=str(free_port()),
                KGCELERY_EMBEDDED_GRAPH_PORT=str(free_port()),
                KGCELERY_FLOWER_PORT=str(free_port()))
-    log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen([sys.executable, "-m", "kgcelery", "up", "--status-interval", "2",
-                               "--worker-mode", mode, "--fleet-size", "2"],
+                               *args],
                               stdout=out, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True)
     try:
+        yield up
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+
+
+def still_running(state: Path) -> list[str]:
+    """The pid files of the state directory whose processes live."""
+    return [pid_file.name for pid_file in (state / "run").glob("*.pid")
+            if (pid := read_pid(pid_file)) is not None and pid_alive(pid)]
+
+
+@pytest.mark.parametrize("mode", ["auto", "fleet"])
+def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: Path,
+                                                                       mode: str) -> None:
+    state, log = tmp_path / "state", tmp_path / "up.log"
+    with running_up(state, log, "--worker-mode", mode, "--fleet-size", "2") as up:
         wait_for(lambda: len(_clients_with_graphs(log)) >= 3 or up.poll() is not None,
                  timeout=240, interval=1.0, what="three demo clients with graphs")
         assert up.poll() is None, log.read_text()[-3000:]
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0, log.read_text()[-3000:]
-    finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
     shown = log.read_text()
     assert "stopped; nothing left running." in shown
     if mode == "fleet":
@@ -62,8 +77,7 @@ def test_up_fills_the_demo_clients_graphs_and_ctrl_c_stops_everything(tmp_path: 
         assert "a fleet of 2" in shown and "fleet: 2/2 workers, 3 client queues" in shown
     else:
         assert "fleet:" not in shown and "per client, sized by beat" in shown
-    left = [pid_file.name for pid_file in (state / "run").glob("*.pid")
-            if (pid := read_pid(pid_file)) is not None and pid_alive(pid)]
+    left = still_running(state)
     assert not left, f"still running after Ctrl-C: {left}"
 
 
@@ -75,20 +89,9 @@ def _events_of(log: Path, client: str) -> int:
 
 
 def test_up_starts_a_server_that_died_again_and_the_graphs_fill_on(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KGCELERY_")}
-    env.update(KGCELERY_STATE_DIR=str(state),
-               KGCELERY_EMBEDDED_KAFKA_PORT=str(free_port()),
-               KGCELERY_EMBEDDED_BROKER_PORT=str(free_port()),
-               KGCELERY_EMBEDDED_GRAPH_PORT=str(free_port()))
-    log = tmp_path / "up.log"
+    state, log = tmp_path / "state", tmp_path / "up.log"
     graph_pid_file = state / "run" / "graph.pid"
-    with log.open("wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "kgcelery", "up", "--status-interval", "2",
-                               "--no-flower"],
-                              stdout=out, stderr=subprocess.STDOUT, env=env,
-                              start_new_session=True)
-    try:
+    with running_up(state, log, "--no-flower") as up:
         wait_for(lambda: _clients_with_graphs(log) or up.poll() is not None,
                  timeout=240, interval=1.0, what="a demo client with a graph")
         assert up.poll() is None, log.read_text()[-3000:]
@@ -110,10 +113,5 @@ def test_up_starts_a_server_that_died_again_and_the_graphs_fill_on(tmp_path: Pat
         assert up.poll() is None, log.read_text()[-3000:]
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0, log.read_text()[-3000:]
-    finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
-    left = [pid_file.name for pid_file in (state / "run").glob("*.pid")
-            if (pid := read_pid(pid_file)) is not None and pid_alive(pid)]
+    left = still_running(state)
     assert not left, f"still running after Ctrl-C: {left}"

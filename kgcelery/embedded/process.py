@@ -167,15 +167,23 @@ class ManagedProcess:
                          f"(last error: {last_error}); log {self.log_path}:\n{self.tail()}")
 
 
+def exited(process: ManagedProcess) -> bool:
+    """True if ``process`` was started and has exited; the log says so, with how the
+    process's own log ended (a crash report, often), as it is about to be started again."""
+    if process.alive() or process.pid is None:
+        return False
+    log.warning("%s exited with code %s; starting it again. Its log (%s) ended with:\n%s",
+                process.name, process.returncode(), process.log_path, process.tail(10))
+    return True
+
+
 def restart_dead(processes: Iterable[ManagedProcess]) -> list[str]:
     """Start again every process that exited on its own; return their names. One that
     cannot start (a stale pid file, say) is logged and tried again next time."""
     restarted = []
     for process in processes:
-        if process.alive():
+        if not exited(process):
             continue
-        log.warning("%s exited with code %s; starting it again (log: %s)", process.name,
-                    process.returncode(), process.log_path)
         try:
             process.start()
         except StackError as exc:

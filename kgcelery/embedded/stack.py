@@ -20,7 +20,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from kgcelery.embedded.binaries import falkordb_module, redis_server_binary, tansu_binary
-from kgcelery.embedded.process import ManagedProcess
+from kgcelery.embedded.process import ManagedProcess, exited
 from kgcelery.errors import StackError, StaleProcessError
 from kgcelery.kafka import common_config, ensure_topics
 from kgcelery.settings import Settings
@@ -185,11 +185,8 @@ class EmbeddedStack:
         cannot start is logged and tried again next time."""
         launched = []
         for service in self.services:
-            if service.process.alive() or service.process.pid is None:
+            if not exited(service.process):
                 continue
-            log.warning("%s exited with code %s; starting it again. Its log (%s) ended "
-                        "with:\n%s", service.name, service.process.returncode(),
-                        service.process.log_path, service.process.tail(10))
             try:
                 service.launch()
             except StackError as exc:
