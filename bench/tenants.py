@@ -51,8 +51,13 @@ size's at the same rate, the baseline of the same run):
 
     tenants-<n> (<mode>) capacity: <r> records/s with quiet p99 < <s> s (offered <o>/s)
 
+``--merge-clients 1,16`` runs the end-to-end measurements once per value of
+``KGCELERY_WORKER_MERGE_MAX_CLIENTS`` (how many clients' tasks a fleet worker takes at
+once), each line tagged ``[merge-clients <m>]`` and followed by the workers' CPU per
+1,000 records written: the A/B of that setting in one run.
+
 Run: .venv/bin/python bench/tenants.py [--sizes 10,100,1000] [--modes control,fleet,local]
-         [--seconds 45] [--rounds 5] [--rates 1500,2500,5000]
+         [--seconds 45] [--rounds 5] [--rates 1500,2500,5000] [--merge-clients 1,16]
 """
 
 from __future__ import annotations
@@ -256,6 +261,12 @@ def seconds_of(p99: str) -> float:
         return float("inf")
 
 
+def cpu_of(result: dict[str, Any]) -> str:
+    """``, workers' CPU <x> ms per 1,000 records`` of a run's JSON, when it has it."""
+    cpu = result.get("details", {}).get("worker_cpu_ms_per_1000_records")
+    return f", workers' CPU {cpu:,} ms per 1,000 records" if cpu is not None else ""
+
+
 def curve(sizes: list[int], modes: list[str], rates: list[float],
           args: argparse.Namespace) -> list[str]:
     """Each size and mode at each offered rate, then its capacity at the quiet p99."""
@@ -270,7 +281,8 @@ def curve(sizes: list[int], modes: list[str], rates: list[float],
                 quiet, loud = result.get("p99_quiet", "n/a"), result.get("p99_loud", "n/a")
                 lines.append(f"tenants-{n} ({mode}) offered {rate:,.0f}/s: "
                              + (f"{written:,.0f} records/s, p99 quiet {quiet} s, "
-                                f"p99 loud {loud} s" if result else line.split(": ", 1)[1]))
+                                f"p99 loud {loud} s{cpu_of(result)}" if result
+                                else line.split(": ", 1)[1]))
                 if seconds_of(quiet) < args.quiet_p99 and written > best[0]:
                     best = (written, rate)
             capacity[n] = best
@@ -309,6 +321,9 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=30.0,
                         help="end to end: most seconds the backlog gets after the load")
     parser.add_argument("--fleet", type=int, default=4, help="fleet: worker processes")
+    parser.add_argument("--merge-clients", metavar="M1,M2",
+                        help="end to end: run once per KGCELERY_WORKER_MERGE_MAX_CLIENTS "
+                             "value (the fleet's takes of several clients), lines tagged")
     parser.add_argument("--keep-logs", metavar="DIR",
                         help="end to end: keep each run's process logs there")
     args = parser.parse_args()
@@ -320,10 +335,18 @@ def main() -> None:
     if "control" in modes:
         control(sizes, args.rounds)
     e2e_modes = [mode for mode in MODES[1:] if mode in modes]
-    if args.rates:
-        lines = curve(sizes, e2e_modes, [float(rate) for rate in args.rates.split(",")], args)
-    else:
-        lines = [end_to_end(n, mode, args)[0] for n in sizes for mode in e2e_modes]
+    lines: list[str] = []
+    variants = args.merge_clients.split(",") if args.merge_clients else [None]
+    for variant in variants:
+        if variant is not None:  # the load's workers read it from the environment
+            os.environ["KGCELERY_WORKER_MERGE_MAX_CLIENTS"] = str(int(variant))
+        if args.rates:
+            found = curve(sizes, e2e_modes, [float(rate) for rate in args.rates.split(",")],
+                          args)
+        else:
+            found = [line + cpu_of(result) for n in sizes for mode in e2e_modes
+                     for line, result in [end_to_end(n, mode, args)]]
+        lines += [f"{line} [merge-clients {variant}]" if variant else line for line in found]
     if lines:
         print()
         print("\n".join(lines))

@@ -321,6 +321,35 @@ def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack
         stop_together(list(reversed(processes)), timeout=60)
 
 
+def workers_cpu_s() -> float:
+    """CPU seconds used so far by this run's Celery workers: every process below this one
+    that runs a Celery worker, pool processes included (from /proc; 0 elsewhere)."""
+    parents: dict[int, int] = {}
+    usage: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        if b"celery" in command and b"worker" in command:
+            usage[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return sum(cpu for pid, cpu in usage.items() if ours(pid))
+
+
 def settle(beat: Beat, assigned: Any) -> float:
     """Run beat until the reconciler's assignments stop changing (the workers of a
     steady state, before the load: not a start-up backlog in the figures); seconds."""
@@ -376,12 +405,14 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, stack: Any,
     before = {"quiet": written(broker, tenants.quiet), "loud": written(broker, tenants.loud)}
     commands[0] = int(broker.info("stats")["total_commands_processed"])
     tasks = [published(broker), 0]
+    cpu = [workers_cpu_s(), 0.0]
     print(f"   measuring {args.seconds:.0f} s", flush=True)
     while time.monotonic() < window_end:
         step()
         worker_counts.append(workers.value)
     commands[1] = int(broker.info("stats")["total_commands_processed"])
     tasks[1] = published(broker)
+    cpu[1] = workers_cpu_s()
     at_end = {"quiet": written(broker, tenants.quiet), "loud": written(broker, tenants.loud)}
     stop_load.set()
     producer.join(120)
@@ -414,6 +445,10 @@ def _timeline(mode: str, tenants: Tenants, settings: Settings, stack: Any,
     result.details = {
         "offered_records_s": args.rate, "produced": total, "written": written_total,
         "tasks_published_s": round((tasks[1] - tasks[0]) / args.seconds),
+        # What the workers spend per record: the Celery part of a take is most of it
+        # at a thousand clients (docs/BENCHMARKS.md).
+        "worker_cpu_ms_per_1000_records": round((cpu[1] - cpu[0]) * 1e6 / in_window)
+        if in_window else None,
         "left_after_drain": left, "kafka_lag_after_drain": max(lag, 0),
         "drained_s": round(drained, 1), "settled_s": round(settled),
         "beat_pass_ms_median": round(statistics.median(passes), 1) if passes else None,

@@ -108,6 +108,7 @@ def create_app(settings: Settings) -> Celery:
             # kgcelery.broker.transport: the small tasks of a backlog taken as one
             "merge_max_records": settings.worker_merge_max_records,
             "merge_max_bytes": settings.worker_merge_max_bytes,
+            "merge_max_clients": settings.worker_merge_max_clients,
         },
         task_serializer="json",
         accept_content=["json"],

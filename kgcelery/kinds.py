@@ -22,6 +22,11 @@ TASK_FOR_KIND: dict[str, str] = {
 #: (:mod:`kgcelery.broker.merge`); the bridge never names it.
 MERGED_TASK = "kgcelery.ingest_batches"
 
+#: The task of several clients' batches, which a fleet worker builds when it takes the
+#: heads of several client queues at once (:mod:`kgcelery.broker.merge`); each client
+#: is run as :data:`MERGED_TASK` would run it.
+MULTI_CLIENT_TASK = "kgcelery.ingest_clients"
+
 #: The control task the bridge sends when records come for a client that may hold no
 #: worker (:mod:`kgcelery.bridge.wake`): a scaling run out of turn, on the control queue.
 WAKE_TASK = "kgcelery.wake_worker_pools"

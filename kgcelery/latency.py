@@ -69,20 +69,28 @@ def _minute_key(key: str, minute: int) -> str:
 
 def record(client: redis.Redis, client_id: str, record_ages: Iterable[float], *,
            now_s: float | None = None) -> None:
+    pipe = client.pipeline(transaction=False)
+    if add(pipe, client_id, record_ages, now_s=now_s):
+        pipe.execute()
+
+
+def add(pipe: Any, client_id: str, record_ages: Iterable[float], *,
+        now_s: float | None = None) -> bool:
+    """Queues :func:`record`'s increments on a pipeline (several clients' in one round
+    trip); False when there was nothing to record."""
     counts: dict[int, int] = {}
     for age in record_ages:
         bound = bucket_of(age)
         counts[bound] = counts.get(bound, 0) + 1
     if not counts:
-        return
-    pipe = client.pipeline(transaction=False)
+        return False
     key = PREFIX + validate_client_id(client_id)
     recent = _minute_key(key, int((time.time() if now_s is None else now_s) // 60))
     for bound, count in counts.items():
         pipe.hincrby(key, str(bound), count)
         pipe.hincrby(recent, str(bound), count)
     pipe.expire(recent, _MINUTE_TTL_S)
-    pipe.execute()
+    return True
 
 
 def histogram(client: redis.Redis, client_id: str, *, last_s: float | None = None,

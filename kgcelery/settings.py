@@ -146,6 +146,12 @@ class Settings(BaseSettings):
             (500 / 1 MB; 0 or 1 record: one task per take). Every task costs a few round
             trips however small: merged, a thousand quiet clients' backlogs are written
             a few hundred records at a time (docs/BENCHMARKS.md, merged takes).
+        WORKER_MERGE_MAX_CLIENTS: a fleet worker (one worker, many client queues) also
+            takes the bridge's tasks at the heads of its other queues, within the same
+            records and bytes, up to this many clients per take, and runs them as one
+            task, each client in its own write (16; 1: one client per take). A take
+            costs ~15 ms of CPU however little it carries; at a thousand clients most
+            carry a record or two (docs/BENCHMARKS.md, takes of several clients).
     Graph:
         GRAPH_BACKEND: ``falkordb`` (embedded default) or ``neo4j``.
         GRAPH_URI: ``redis://host:port`` for FalkorDB, ``bolt://`` / ``neo4j://`` for Neo4j.
@@ -272,6 +278,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=1, ge=1)
     worker_merge_max_records: int = Field(default=500, ge=0)
     worker_merge_max_bytes: int = Field(default=1_000_000, ge=0)
+    worker_merge_max_clients: int = Field(default=16, ge=1, le=256)
     #: CPU niceness of the workers the local scaler starts (``kgcelery up``): on one
     #: host the bridge, which every client's records pass, goes before bulk graph work.
     worker_nice: int = Field(default=5, ge=0, le=19)

@@ -55,7 +55,7 @@ from kgcelery.errors import (
 from kgcelery.graph import GraphStore, open_store
 from kgcelery.graph.writer import write_alerts, write_logs, write_signals
 from kgcelery.graph.writer_state import write_resources, write_targets, write_topology
-from kgcelery.kinds import MERGED_TASK, TASK_FOR_KIND
+from kgcelery.kinds import MERGED_TASK, MULTI_CLIENT_TASK, TASK_FOR_KIND
 from kgcelery.normalize.alerts import is_alert, normalize_alert
 from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import fold_logs, normalize_log
@@ -215,10 +215,12 @@ def _write(target: GraphStore, client_id: str,
 
 def run_batches(task: Task, config: Settings, graph: Callable[[], GraphStore],
                 letters: Callable[[], DeadLetterWriter], client_id: str,
-                parts: list[Part]) -> dict[str, int]:
+                parts: list[Part], latencies: list[tuple[str, list[Origin]]] | None = None
+                ) -> dict[str, int]:
     """Normalize, write and dead-letter the batches of one client, of one kind or several
     (see the module docstring): written in one unit, retried whole, dead letters sent
-    once, after the write."""
+    once, after the write. The written records' latencies are recorded, or added to
+    ``latencies`` for the caller to record with other clients' in one round trip."""
     try:
         validate_client_id(client_id)
     except InvalidClientIdError as exc:
@@ -250,8 +252,10 @@ def run_batches(task: Task, config: Settings, graph: Callable[[], GraphStore],
     _send(letters(), client_id, rejected)
     origins = [origin for item in written if item.written and item.part.origins
                for origin in item.part.origins]
-    if origins:
-        _record_latency(client_id, origins)
+    if origins and latencies is not None:
+        latencies.append((client_id, origins))
+    elif origins:
+        _record_latencies([(client_id, origins)])
     return {"written": sum(item.written for item in written), "rejected": len(rejected)}
 
 
@@ -263,12 +267,17 @@ def run_batch(task: Task, kind: Kind, config: Settings, graph: Callable[[], Grap
                        [Part(kind, records, origins)])
 
 
-def _record_latency(client_id: str, origins: list[Origin]) -> None:
+def _record_latencies(written: list[tuple[str, list[Origin]]]) -> None:
+    """The latencies of the records written, per client, in one round trip."""
     # Informative only: a Redis hiccup here must never fail a batch already written.
     try:
-        latency.record(latency_redis(), client_id, latency.ages(origins, time.time()))
+        pipe = latency_redis().pipeline(transaction=False)
+        now = time.time()
+        if sum(latency.add(pipe, client_id, latency.ages(origins, now), now_s=now)
+               for client_id, origins in written):
+            pipe.execute()
     except redis.RedisError as exc:
-        log.debug("could not record latency for %s: %s", client_id, exc)
+        log.debug("could not record latency for %s: %s", [c for c, _o in written], exc)
 
 
 _store: GraphStore | None = None
@@ -400,11 +409,59 @@ def _unknown_kind(name: str) -> Kind:
     return Kind(name, refuse, lambda _s, _client, _records, _batch: 0)
 
 
+def _parts(batches: list[list[Any]]) -> list[Part]:
+    return [Part(KINDS.get(kind) or _unknown_kind(kind), records, origins)
+            for kind, records, origins in batches]
+
+
 @app.task(name=MERGED_TASK, **_OPTIONS)
 def ingest_batches(self: Task, client_id: str, batches: list[list[Any]]) -> dict[str, int]:
     """Several batches of one client, ``[[kind, records, origins], ...]``: the small tasks
     of a backlog that a worker took at once (:mod:`kgcelery.broker.merge`), written as one
     unit."""
-    parts = [Part(KINDS.get(kind) or _unknown_kind(kind), records, origins)
-             for kind, records, origins in batches]
-    return run_batches(self, settings, store, dead_letters, client_id, parts)
+    return run_batches(self, settings, store, dead_letters, client_id, _parts(batches))
+
+
+class _RetriedAlone(Exception):
+    """A client's part of an ``ingest_clients`` task was sent again on its own."""
+
+
+@dataclass(slots=True)
+class _AloneOnRetry:
+    """What :func:`run_batches` sees as its task for one client of an ``ingest_clients``
+    task: a retry sends that client's batches again as its own ``ingest_batches`` task
+    (on its own queue, counted as a first retry), and the other clients go on."""
+
+    client_id: str
+    batches: list[list[Any]]
+
+    class request:  # Celery's ``task.request``: a first attempt
+        retries = 0
+
+    def retry(self, exc: Exception, countdown: float) -> Exception:
+        ingest_batches.apply_async((self.client_id, self.batches), countdown=countdown,
+                                   retries=1)
+        return _RetriedAlone(str(exc))
+
+
+@app.task(name=MULTI_CLIENT_TASK, **_OPTIONS)
+def ingest_clients(self: Task, clients: list[list[Any]]) -> dict[str, int]:
+    """Batches of several clients, ``[[client_id, [[kind, records, origins], ...]], ...]``:
+    the heads of several client queues that a fleet worker took at once
+    (:mod:`kgcelery.broker.merge`). Each client is run as ``ingest_batches`` runs it, in
+    its own unit; a client whose graph is unavailable is retried alone."""
+    done = {"written": 0, "rejected": 0, "retried": 0}
+    latencies: list[tuple[str, list[Origin]]] = []
+    try:
+        for client_id, batches in clients:
+            try:
+                counts = run_batches(_AloneOnRetry(client_id, batches), settings, store,
+                                     dead_letters, client_id, _parts(batches), latencies)
+            except _RetriedAlone:
+                done["retried"] += 1
+                continue
+            done["written"] += counts["written"]
+            done["rejected"] += counts["rejected"]
+    finally:
+        _record_latencies(latencies)
+    return done

@@ -40,21 +40,26 @@ def test_the_tenants_bench_runs_and_loses_nothing(mode: str) -> None:
     assert details["written"] == details["produced"]
     assert details["left_after_drain"] == {"quiet": 0, "loud": 0}
     assert 1 <= result["workers"] <= 16
+    assert details["worker_cpu_ms_per_1000_records"] > 0, "the workers' CPU was not found"
 
 
 def test_the_capacity_curve_prints_a_line_per_rate_and_the_capacity() -> None:
+    # Once per --merge-clients value, each line tagged with it.
     done = subprocess.run(
         [sys.executable, str(BENCH.with_name("tenants.py")), "--modes", "fleet",
          "--sizes", "4", "--rates", "100", "--warmup", "8", "--seconds", "4",
-         "--drain", "90", "--fleet", "1"],
-        capture_output=True, text=True, timeout=300, check=False)
+         "--drain", "90", "--fleet", "1", "--merge-clients", "1,4"],
+        capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    point, capacity = done.stdout.splitlines()[-2:]
-    assert point.startswith("tenants-4 (fleet) offered 100/s: "), done.stdout[-2000:]
-    assert "p99 quiet " in point
-    # At 100 records/s four clients are served in well under 5 s: a capacity is found.
-    assert capacity.startswith("tenants-4 (fleet) capacity: "), capacity
-    assert "with quiet p99 < 5 s (offered 100/s)" in capacity, capacity
+    lines = done.stdout.splitlines()[-4:]
+    for (point, capacity), merge in zip((lines[:2], lines[2:]), ("1", "4"), strict=True):
+        assert point.startswith("tenants-4 (fleet) offered 100/s: "), done.stdout[-2000:]
+        assert "p99 quiet " in point and "workers' CPU " in point, point
+        # At 100 records/s four clients are served in well under 5 s: a capacity is found.
+        assert capacity.startswith("tenants-4 (fleet) capacity: "), capacity
+        assert "with quiet p99 < 5 s (offered 100/s)" in capacity, capacity
+        assert point.endswith(f"[merge-clients {merge}]") and capacity.endswith(
+            f"[merge-clients {merge}]"), (point, capacity)
 
 
 def descendants(pid: int) -> set[int]:

@@ -18,7 +18,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,14 +39,14 @@ from kgcelery.broker.layout import (
     UNACKED_KEY,
     priority_lists,
 )
-from kgcelery.broker.merge import MERGED_ORIGIN, merge
+from kgcelery.broker.merge import MERGED_ORIGIN, merge, split
 from kgcelery.broker.redis_broker import RedisBroker, in_flight, records_per_task
 from kgcelery.broker.transport import TAKE, Transport
 from kgcelery.embedded.binaries import redis_server_binary
 from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port, port_in_use
 from kgcelery.errors import BrokerUnavailableError
-from kgcelery.kinds import MERGED_TASK
+from kgcelery.kinds import MERGED_TASK, MULTI_CLIENT_TASK
 from kgcelery.settings import Settings
 from tests.helpers import wait_for
 
@@ -422,19 +422,26 @@ def _bridge_batches(broker_url: str, client_id: str, sizes: list[tuple[str, int]
     broker.close()
 
 
-def _consume_all(broker_url: str, queue: str, *, max_records: int, expect: int,
-                 ack: bool = True) -> list[tuple[dict, list]]:
-    """(headers, body) of what a worker's transport delivers, merging up to
-    ``max_records``; never acked ones are restored to the queue at the end."""
+def _consume_all(broker_url: str, queue: str | list[str], *, max_records: int, expect: int,
+                 ack: bool = True, max_clients: int = 1,
+                 seen: Callable[[], object] | None = None) -> list[tuple[dict, list]]:
+    """(headers, body) of what a worker's transport delivers from ``queue`` (or several),
+    merging up to ``max_records`` of up to ``max_clients`` clients; never acked ones are
+    restored to their queues at the end. ``seen`` is called with each message held."""
     got: list[tuple[dict, list]] = []
-    options = {"merge_max_records": max_records, "merge_max_bytes": 1_000_000}
+    options = {"merge_max_records": max_records, "merge_max_bytes": 1_000_000,
+               "merge_max_clients": max_clients}
+    queues = [queue] if isinstance(queue, str) else queue
     with Connection(broker_url, transport=Transport, transport_options=options) as conn:
         def on_message(body: list, message: object) -> None:
             got.append((message.headers, body))  # type: ignore[attr-defined]
+            if seen is not None:
+                got[-1][0]["seen"] = seen()
             if ack:
                 message.ack()  # type: ignore[attr-defined]
 
-        with conn.Consumer(Queue(queue), callbacks=[on_message], accept=["json"]) as consumer:
+        with conn.Consumer([Queue(q) for q in queues], callbacks=[on_message],
+                           accept=["json"]) as consumer:
             consumer.qos(prefetch_count=1)
             deadline = time.monotonic() + 10
             while len(got) < expect and time.monotonic() < deadline:
@@ -501,16 +508,100 @@ def test_a_merged_task_never_acked_is_restored_whole_and_not_merged_again(
     assert got[0][0]["id"] == headers["id"], "the same task again: same batches, same ids"
 
 
-def test_merge_refuses_what_is_not_one_clients_bridge_tasks() -> None:
-    def message(task: str, client_id: str) -> dict:
-        body = task_body(client_id, [b"{}"], [["t", 0, 1, "e", 0]])
-        return {"body": base64.b64encode(body).decode(), "headers": {"task": task},
-                "properties": {"body_encoding": "base64", "delivery_tag": "x"}}
+def _message(task: str, client_id: str, n: int = 1) -> dict:
+    body = task_body(client_id, [json.dumps({"n": n}).encode()], [["t", 0, n, "e", 0]])
+    queue = f"client.{client_id}"
+    return {"body": base64.b64encode(body).decode(), "headers": {"task": task},
+            "properties": {"body_encoding": "base64", "delivery_tag": "x",
+                           "delivery_info": {"exchange": queue, "routing_key": queue}}}
 
-    assert merge([message("kgcelery.ingest_logs", "a"),
-                  message("kgcelery.ingest_events", "a")]) is not None
-    assert merge([message("kgcelery.ingest_logs", "a"),
-                  message("kgcelery.ingest_logs", "b")]) is None
-    assert merge([message("kgcelery.ingest_logs", "a"), message("other.task", "a")]) is None
-    broken = message("kgcelery.ingest_logs", "a") | {"body": "not base64 json"}
-    assert merge([message("kgcelery.ingest_logs", "a"), broken]) is None
+
+def test_merge_refuses_what_is_not_the_bridges_ingest_tasks() -> None:
+    assert merge([_message("kgcelery.ingest_logs", "a"),
+                  _message("kgcelery.ingest_events", "a")])["headers"]["task"] == MERGED_TASK
+    assert merge([_message("kgcelery.ingest_logs", "a"), _message("other.task", "a")]) is None
+    broken = _message("kgcelery.ingest_logs", "a") | {"body": "not base64 json"}
+    assert merge([_message("kgcelery.ingest_logs", "a"), broken]) is None
+
+
+def test_several_clients_merge_into_one_task_and_split_back_one_task_each() -> None:
+    merged = merge([_message("kgcelery.ingest_logs", "m-a", 1),
+                    _message("kgcelery.ingest_events", "m-b", 2),
+                    _message("kgcelery.ingest_logs", "m-a", 3)])
+    assert merged is not None and merged["headers"]["task"] == MULTI_CLIENT_TASK
+    assert merged["headers"]["argsrepr"] == "(<2 clients>, <3 merged records>)"
+    [parts], _kwargs, _embed = json.loads(base64.b64decode(merged["body"]))
+    assert [(client, [(kind, [r["n"] for r in records]) for kind, records, _o in batches])
+            for client, batches in parts] == [("m-a", [("log", [1, 3])]),
+                                               ("m-b", [("event", [2])])]
+    back = split(merged)
+    assert back is not None and [queue for queue, _m in back] == ["client.m-a", "client.m-b"]
+    for (queue, message), (client, batches) in zip(back, parts, strict=True):
+        assert message["headers"]["task"] == MERGED_TASK
+        assert message["properties"]["delivery_info"]["routing_key"] == queue
+        assert json.loads(base64.b64decode(message["body"]))[0] == [client, batches]
+    # A client id that is not valid keeps the task's own queue (the task dead-letters it).
+    odd = merge([_message("kgcelery.ingest_logs", "m-a"), _message("kgcelery.ingest_logs", "B")])
+    assert [queue for queue, _m in split(odd) or []] == ["client.m-a", "client.m-a"]
+    # A task of one client is restored as it is.
+    assert split(merge([_message("kgcelery.ingest_logs", "a")] * 2)) is None
+
+
+# -- takes of several clients (a fleet worker's queues) ----------------------------------
+def test_a_fleet_take_carries_the_heads_of_several_client_queues(broker_url: str) -> None:
+    _bridge_batches(broker_url, "f-a", [("log", 2), ("event", 1)])
+    _bridge_batches(broker_url, "f-b", [("event", 3)])
+    _bridge_batches(broker_url, "f-c", [("resource", 1)])
+    client = redis.Redis.from_url(broker_url)
+    queues = ["client.f-a", "client.f-b", "client.f-c"]
+    [(headers, body)] = _consume_all(broker_url, queues, max_records=500, expect=1,
+                                     max_clients=16, seen=lambda: in_flight(client))
+    assert headers["task"] == MULTI_CLIENT_TASK and headers["origin"] == MERGED_ORIGIN
+    assert headers["argsrepr"] == "(<3 clients>, <7 merged records>)"
+    # While it ran, it was in flight for each of its clients (the control plane's count).
+    assert headers["seen"] == {"f-a": 1, "f-b": 1, "f-c": 1}
+    [parts], _kwargs, _embed = body
+    assert [(c, [(kind, len(records)) for kind, records, _o in batches])
+            for c, batches in parts] == [("f-a", [("log", 2), ("event", 1)]),
+                                         ("f-b", [("event", 3)]), ("f-c", [("resource", 1)])]
+    assert all(client.llen(q) == 0 for q in queues)
+    assert client.hlen(UNACKED_KEY) == 0 and client.hlen(IN_FLIGHT_KEY) == 0
+
+
+def test_a_fleet_take_keeps_to_its_clients_and_records_and_skips_a_head_too_large(
+        broker_url: str) -> None:
+    _bridge_batches(broker_url, "g-a", [("log", 2)])
+    _bridge_batches(broker_url, "g-b", [("log", 10)])  # larger than what is left
+    _bridge_batches(broker_url, "g-c", [("log", 1)])
+    _bridge_batches(broker_url, "g-d", [("log", 1)])
+    got = _consume_all(broker_url, ["client.g-a", "client.g-b", "client.g-c", "client.g-d"],
+                       max_records=5, expect=3, max_clients=2)
+    carried = [[c for c, _b in body[0][0]] if h["task"] == MULTI_CLIENT_TASK
+               else [body[0][0]] for h, body in got]
+    # a and c (b's head does not fit), then b alone, then d: two clients at most.
+    assert sorted(map(sorted, carried)) == [["g-a", "g-c"], ["g-b"], ["g-d"]]
+    # With one client per take (the default of a per-client worker's single queue too).
+    _bridge_batches(broker_url, "h-a", [("log", 1)])
+    _bridge_batches(broker_url, "h-b", [("log", 1)])
+    got = _consume_all(broker_url, ["client.h-a", "client.h-b"], max_records=500,
+                       expect=2, max_clients=1)
+    assert [h["task"] for h, _b in got] == ["kgcelery.ingest_logs"] * 2
+
+
+def test_a_fleet_take_never_acked_goes_back_one_task_per_client_to_its_own_queue(
+        broker_url: str) -> None:
+    _bridge_batches(broker_url, "r-a", [("log", 1), ("log", 1)])
+    _bridge_batches(broker_url, "r-b", [("event", 2)])
+    queues = ["client.r-a", "client.r-b"]
+    [(headers, _body)] = _consume_all(broker_url, queues, max_records=500, expect=1,
+                                      max_clients=16, ack=False)
+    assert headers["task"] == MULTI_CLIENT_TASK
+    client = redis.Redis.from_url(broker_url)
+    assert [client.llen(q) for q in queues] == [1, 1]
+    assert client.hlen(UNACKED_KEY) == 0 and client.hlen(IN_FLIGHT_KEY) == 0
+    for queue, client_id, records in (("client.r-a", "r-a", 2), ("client.r-b", "r-b", 2)):
+        [(again, body)] = _consume_all(broker_url, queue, max_records=500, expect=1)
+        assert again["task"] == MERGED_TASK and again["redelivered"] is True
+        assert body[0][0] == client_id
+        assert sum(len(records) for _k, records, _o in body[0][1]) == records
+

@@ -10,6 +10,7 @@ session's. ``make soak`` runs a random mix of the same faults for longer (tests/
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from kgcelery.broker.redis_broker import in_flight
 from kgcelery.clients import queue_for
 from kgcelery.control.registry import RETIRED, STALE, Registry
 from kgcelery.graph import GraphStore, open_store
@@ -128,6 +130,49 @@ def test_worker_kill_9_mid_batch_repeatedly(
     result = settle(graph, ledger, settings, timeout=90)
     print("\n" + result.line(_injected(kills)))
     assert_exactly_once(result)
+
+
+def test_fleet_worker_kill_9_holding_several_clients_tasks(
+        settings: Settings, processes: Processes, broker: redis.Redis, graph: GraphStore,
+        client_ids: list[str]) -> None:
+    # Small tasks queued for three clients before the fleet worker starts: its first
+    # take carries the heads of all three queues as one ingest_clients task.
+    settings = settings.model_copy(update={
+        "batch_max_records": 100, "worker_merge_max_records": 1000,
+        "worker_merge_max_clients": 16})
+    clients = client_ids[:3]
+    _register(broker, *clients)
+    processes.bridge(settings)
+    ledger = Ledger()
+    for client in clients:
+        ledger.produce_events(settings, client, 300)
+    queued: list[list[int]] = [[]]
+
+    def all_queued() -> bool:  # every client's tasks queued, and no more coming
+        now = [backlog_of(broker, c) for c in clients]
+        settled, queued[0] = now == queued[0] and min(now) >= 3, now
+        return settled
+
+    wait_for(all_queued, timeout=60, interval=1.0, what="every client's tasks queued")
+    queues = ",".join(queue_for(client) for client in clients)
+    worker = processes.worker(queues, settings, name="fleet-kill-1")
+    wait_for(lambda: len(in_flight(broker)) == len(clients), timeout=30, interval=0.005,
+             what="one task in flight for every client")
+    assert worker.pid is not None
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.kill()
+    # After the visibility timeout a live worker's sweep puts each client's part back on
+    # its own queue; a per-client worker of one of them takes only its own.
+    alone = processes.worker(queue_for(clients[0]), settings, name="fleet-kill-alone")
+    wait_for(lambda: _events_in(graph, clients[0]) >= 300, timeout=60,
+             what="the first client's events, restored to its queue")
+    assert all(backlog_of(broker, c) >= 1 and _events_in(graph, c) == 0
+               for c in clients[1:]), "the others' parts wait on their own queues"
+    processes.worker(queues, settings, name="fleet-kill-2")
+    result = settle(graph, ledger, settings, timeout=90)
+    print("\n" + result.line("fleet worker kill -9 holding three clients' tasks"))
+    assert_exactly_once(result)
+    assert "kgcelery.ingest_batches[" in alone.log_path.read_text(errors="replace")
 
 
 @pytest.mark.both_stacks  # the bridge's consumer group on Tansu and on Apache Kafka

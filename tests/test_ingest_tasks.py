@@ -176,3 +176,63 @@ def test_a_backlog_taken_as_merged_tasks_writes_what_one_task_each_writes(
     assert count(graph, merged, "Event") == 12
     assert dump(graph, merged) == dump(graph, single), difference(
         dump(graph, merged), dump(graph, single))
+
+
+def _tasks_run(log_dir: Path) -> set[str]:
+    """The ingest tasks a worker's log says it ran."""
+    text = "".join(f.read_text() for f in log_dir.glob("*.log"))
+    names = ("ingest_clients", "ingest_batches", "ingest_logs")
+    return {t for t in names if f"kgcelery.{t}[" in text}
+
+
+def test_a_fleet_take_of_several_clients_writes_what_one_task_each_writes(
+        stack_settings: Settings, tmp_path: Path, graph: GraphStore,
+        client_ids: list[str]) -> None:
+    # Queued before the worker runs: several quiet clients' backlogs on one fleet worker.
+    *fleet, single = client_ids[:4]
+    app = create_app(stack_settings)
+    broker = RedisBroker(app, stack_settings.broker_url)
+    for client in (*fleet, single):
+        broker.publish(_small_bridge_tasks(client))
+    for clients, logs, merge in ((fleet, tmp_path / "fleet", 16), ([single], tmp_path / "one", 1)):
+        with ingest_worker(stack_settings, logs, clients, worker_merge_max_clients=merge,
+                           worker_merge_max_records=500 if merge > 1 else 0) as (settings, _):
+            wait_for(lambda clients=clients: set(broker.work_of(
+                clients, default_records_per_task=1).values()) == {QueueWork(0, 0, 0)},
+                timeout=60, what="the backlogs written")
+            letters = read_topic(settings, settings.dlq_normalized_topic,
+                                 expect=3 * len(clients), timeout=30)
+        # Every dead letter keyed to its own client, however the take mixed them.
+        assert sorted((m.key() or b"").decode().split("::")[0] for m in letters) == sorted(
+            clients * 3)
+    broker.close()
+    app.close()
+    assert _tasks_run(tmp_path / "fleet") == {"ingest_clients"}
+    assert _tasks_run(tmp_path / "one") == {"ingest_logs"}
+    for client in fleet:
+        assert count(graph, client, "Event") == 12
+        assert dump(graph, client) == dump(graph, single), difference(
+            dump(graph, client), dump(graph, single))
+
+
+def test_a_client_of_a_fleet_take_whose_graph_is_away_is_retried_on_its_own(
+        stack_settings: Settings, tmp_path: Path, client_ids: list[str]) -> None:
+    clients = client_ids[:2]
+    scheme = "bolt" if stack_settings.graph_backend == "neo4j" else "redis"
+    nowhere = f"{scheme}://127.0.0.1:{free_port()}"
+    app = create_app(stack_settings)
+    broker = RedisBroker(app, stack_settings.broker_url)
+    for client in clients:
+        broker.publish([Batch(client, "event", 0.0, [json.dumps(EVENT).encode()],
+                              [["raw.k8s.events", 0, 3, "event::a", 0]])])
+    with ingest_worker(stack_settings, tmp_path, clients, graph_uri=nowhere,
+                       task_max_retries=1, task_retry_backoff_s=0.1,
+                       task_retry_backoff_max_s=0.2) as (settings, _):
+        letters = read_topic(settings, settings.dlq_normalized_topic, expect=2, timeout=60)
+    broker.close()
+    app.close()
+    # Each client's part went back to its own queue as its own task, once, then out.
+    assert _tasks_run(tmp_path) == {"ingest_clients", "ingest_batches"}
+    assert sorted((headers_of(m)["kg-reason"], headers_of(m)["kg-client"]) for m in letters) \
+        == [("retries-exhausted", client) for client in sorted(clients)]
+    assert all("after 1 retries" in headers_of(m)["kg-error"] for m in letters)

@@ -46,7 +46,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
 from kgcelery.broker.layout import IN_FLIGHT_KEY, load_script
-from kgcelery.broker.merge import merge
+from kgcelery.broker.merge import merge, split
 from kgcelery.fastjson import loads
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ PRIORITY_RECHECK_S = 1.0
 #: 0.4-6 ms per second from 5 to 1,000 queues (docs/BENCHMARKS.md, fleet-idle).
 WAIT_PER_QUEUE_S = 0.001
 WAIT_MIN_S = 0.1
+
+
+def _queue_of(message: dict[str, Any]) -> str:
+    """The queue a message was sent to (kgcelery's queues: the routing key)."""
+    return str(message.get("properties", {}).get("delivery_info", {}).get("routing_key", ""))
 
 
 def _is_full(exc: redis.ResponseError) -> bool:
@@ -111,12 +116,15 @@ class Channel(kombu_redis.Channel):
     _waiting: bool = True
     # When a take next names the priority lists too (see the module docstring).
     _priorities_at: float = 0.0
-    # The most records and bytes of one client's small tasks taken at once and run as one
-    # (kgcelery.broker.merge); 0: one message per take. Set by the app's transport options.
+    # The most records and bytes of small tasks taken at once and run as one, and of how
+    # many clients (kgcelery.broker.merge); 0 records: one message per take, 1 client:
+    # one client's tasks per take. Set by the app's transport options.
     merge_max_records: int = 0
     merge_max_bytes: int = 0
+    merge_max_clients: int = 1
     from_transport_options: tuple[str, ...] = (  # type: ignore[assignment]
-        *kombu_redis.Channel.from_transport_options, "merge_max_records", "merge_max_bytes")
+        *kombu_redis.Channel.from_transport_options, "merge_max_records", "merge_max_bytes",
+        "merge_max_clients")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Queues consumed without acknowledgements: what is taken from them is not
@@ -161,49 +169,74 @@ class Channel(kombu_redis.Channel):
         # all of them, so a message elsewhere waits at most one wait (see WAIT_PER_QUEUE_S).
         watched = self._ready_key if self._ready_key in keys else keys[0]
         wait = ("BLMOVE", watched, watched, "RIGHT", "RIGHT", timeout)
-        merging = (self.merge_max_records, self.merge_max_bytes) if timeout else (0, 0)
+        merging = ((self.merge_max_records, self.merge_max_bytes, self.merge_max_clients)
+                   if timeout else (0, 0, 1))
         take = ("EVAL", TAKE, len(keys) + 3, self.unacked_key, self.unacked_index_key,
                 IN_FLIGHT_KEY, *keys, *record, *merging)
         self._waiting = bool(timeout) and time.monotonic() >= self._full_until
         return [wait, take] if self._waiting else [take]
 
-    def _accept(self, taken: Any) -> tuple[str, list[Any]]:
+    def _accept(self, taken: Any) -> tuple[str, list[Any], list[str]]:
         """The queue and the decoded messages to deliver of the script's reply (one, or
-        the merged one of several); notes what it recorded (and which queue is ready)."""
+        the merged one of several), and every queue they were taken from; notes what it
+        recorded (and which queue is ready)."""
         queue, item, tag, self._ready_key, *more = (bytes_to_str(part) for part in taken)
         messages, tags = [loads(item), *map(loads, more[::2])], [tag, *more[1::2]]
+        queue = queue.rsplit(self.sep, 1)[0]
+        taken_from = [queue]
         if len(messages) > 1:
+            taken_from = list(dict.fromkeys([queue, *(_queue_of(m) for m in messages[1:])]))
             try:
                 merged = merge(messages)
             except Exception:  # a merge must never cost the messages: run them one by one
                 log.exception("could not merge %d tasks of %s", len(messages), queue)
                 merged = None
-            if merged is not None and self._record_merged(merged, tags):
+            if merged is not None and self._record_merged(merged, messages, tags):
                 messages, tags = [merged], [merged["properties"]["delivery_tag"]]
         self.qos.recorded.update(t for t in tags if t)
-        return queue.rsplit(self.sep, 1)[0], messages
+        return queue, messages, taken_from
 
-    def _record_merged(self, merged: dict[str, Any], tags: list[str]) -> bool:
+    def _record_merged(self, merged: dict[str, Any], messages: list[dict[str, Any]],
+                       tags: list[str]) -> bool:
         """The merged message unacknowledged in place of the ones it carries (one step);
-        False, and the messages delivered one by one, when Redis did not answer."""
+        False, and the messages delivered one by one, when Redis did not answer. The
+        in-flight index names every queue it carries work of, space-separated."""
         info = merged["properties"]["delivery_info"]
         stored = orjson.dumps([merged, info["exchange"], info["routing_key"]])
+        queues = dict.fromkeys(m["properties"]["delivery_info"]["routing_key"]
+                               for m in messages)
         try:
             with self.conn_or_acquire() as client:
                 client.eval(REPLACE, 3, self.unacked_key, self.unacked_index_key,
                             IN_FLIGHT_KEY, merged["properties"]["delivery_tag"], stored,
-                            info["routing_key"], *tags)
+                            " ".join(queues), *tags)
         except Exception as exc:  # noqa: BLE001 - the taken tasks must still run
             log.warning("could not record a merged task (%s: %s); running its %d tasks one "
                         "by one", type(exc).__name__, exc, len(tags))
             return False
         return True
 
-    def _deliver_taken(self, taken: Any) -> str:
-        queue, messages = self._accept(taken)
+    def _deliver_taken(self, taken: Any) -> list[str]:
+        """Delivers what was taken; the queues it came from."""
+        queue, messages, taken_from = self._accept(taken)
+        if len(messages) == 1:
+            self.connection._deliver(messages[0], queue)
+            return taken_from
         for message in messages:  # several only when they could not be merged
-            self.connection._deliver(message, queue)
-        return queue
+            own = _queue_of(message)
+            self.connection._deliver(message, own if own in self.active_queues else queue)
+        return taken_from
+
+    def _do_restore_message(self, payload: Any, exchange: str, routing_key: str,
+                            pipe: Any, leftmost: bool = False) -> None:
+        """kombu's restore, except that a task of several clients goes back as one task
+        per client, each to its own queue (kgcelery.broker.merge.split)."""
+        parts = split(payload) if isinstance(payload, dict) else None
+        if not parts:
+            super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+            return
+        for queue, message in parts:  # exchange "": straight to the queue named
+            super()._do_restore_message(message, "", queue, pipe, leftmost)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if timeout is None:
@@ -231,7 +264,11 @@ class Channel(kombu_redis.Channel):
                 connection.disconnect()
                 raise
             if taken:
-                self._queue_cycle.rotate(self._deliver_taken(taken))
+                # Every queue taken from goes to the end of the cycle, as kombu moves the
+                # one it took from: the next take begins with queues not served yet.
+                for queue in self._deliver_taken(taken):
+                    if queue in self.active_queues:
+                        self._queue_cycle.rotate(queue)
                 return True
             self._ready_key = ""
             if not self._waiting:
