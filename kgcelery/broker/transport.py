@@ -16,7 +16,9 @@ script pops the oldest message of the first non-empty queue *and* records it in
 so it is still one round trip. Whatever happens after the script, the message is in the
 ``unacked`` hash: acked when done, restored after the visibility timeout otherwise.
 Needs Redis 6.2 (``BLMOVE``). Everything else (acks, rejects, restores, priorities,
-fanout) is kombu's.
+fanout) is kombu's, but for two things of merged takes (:mod:`kgcelery.broker.merge`):
+a task of several clients is restored as one task per client, each to its own queue,
+and every queue a take took from moves to the end of the worker's cycle.
 
 kombu keeps each queue in four lists, one per priority step, and its ``BRPOP`` names all
 four of every queue consumed. kgcelery publishes at priority 0 only (the bridge's
@@ -203,8 +205,7 @@ class Channel(kombu_redis.Channel):
         in-flight index names every queue it carries work of, space-separated."""
         info = merged["properties"]["delivery_info"]
         stored = orjson.dumps([merged, info["exchange"], info["routing_key"]])
-        queues = dict.fromkeys(m["properties"]["delivery_info"]["routing_key"]
-                               for m in messages)
+        queues = dict.fromkeys(map(_queue_of, messages))
         try:
             with self.conn_or_acquire() as client:
                 client.eval(REPLACE, 3, self.unacked_key, self.unacked_index_key,
