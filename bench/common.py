@@ -92,6 +92,22 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return 0.0
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (the ``children`` file of each of its threads, and
+    of theirs)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for listing in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = {int(kid) for kid in listing.read_text().split()} - found
+            except OSError:  # gone meanwhile
+                continue
+            found |= kids
+            todo += kids
+    return found
+
+
 def tree_peak_mb(pid: int) -> float:
     """Peak RSS of a process plus its children (a Celery worker and its pool)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")

@@ -56,6 +56,7 @@ from common import (
     KINDS,
     bench_settings,
     committed,
+    descendants,
     exit_on_sigterm,
     new_producer,
     produce,
@@ -324,30 +325,17 @@ def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack
 def workers_cpu_s() -> float:
     """CPU seconds used so far by this run's Celery workers: every process below this one
     that runs a Celery worker, pool processes included (from /proc; 0 elsewhere)."""
-    parents: dict[int, int] = {}
-    usage: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    total = 0.0
+    for pid in descendants(os.getpid()):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
             continue
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
         if b"celery" in command and b"worker" in command:
-            usage[pid] = (int(fields[11]) + int(fields[12])) / tick
-
-    def ours(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == os.getpid():
-                return True
-        return False
-
-    return sum(cpu for pid, cpu in usage.items() if ours(pid))
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def settle(beat: Beat, assigned: Any) -> float:

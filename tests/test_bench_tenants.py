@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import descendants
 from kgcelery.embedded.process import pid_alive
 from tests.helpers import wait_for
 
@@ -60,22 +61,6 @@ def test_the_capacity_curve_prints_a_line_per_rate_and_the_capacity() -> None:
         assert "with quiet p99 < 5 s (offered 100/s)" in capacity, capacity
         assert point.endswith(f"[merge-clients {merge}]") and capacity.endswith(
             f"[merge-clients {merge}]"), (point, capacity)
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` now (each thread's ``children`` file, as
-    bench/common.py's ``tree_peak_mb`` reads them)."""
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for listing in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-            try:
-                kids = {int(kid) for kid in listing.read_text().split()} - found
-            except OSError:  # gone meanwhile
-                continue
-            found |= kids
-            todo += kids
-    return found
 
 
 def test_a_tenants_bench_stopped_by_sigterm_leaves_nothing_running() -> None:
