@@ -136,10 +136,10 @@ def test_fleet_worker_kill_9_holding_several_clients_tasks(
         settings: Settings, processes: Processes, broker: redis.Redis, graph: GraphStore,
         client_ids: list[str]) -> None:
     # Small tasks queued for three clients before the fleet worker starts: its first
-    # take carries the heads of all three queues as one ingest_clients task.
+    # take carries all nine as one ingest_clients task (room enough in records and bytes).
     settings = settings.model_copy(update={
         "batch_max_records": 100, "worker_merge_max_records": 1000,
-        "worker_merge_max_clients": 16})
+        "worker_merge_max_bytes": 10_000_000, "worker_merge_max_clients": 16})
     clients = client_ids[:3]
     _register(broker, *clients)
     processes.bridge(settings)
@@ -166,8 +166,9 @@ def test_fleet_worker_kill_9_holding_several_clients_tasks(
     alone = processes.worker(queue_for(clients[0]), settings, name="fleet-kill-alone")
     wait_for(lambda: _events_in(graph, clients[0]) >= 300, timeout=60,
              what="the first client's events, restored to its queue")
-    assert all(backlog_of(broker, c) >= 1 and _events_in(graph, c) == 0
-               for c in clients[1:]), "the others' parts wait on their own queues"
+    # (The killed worker may have written some of theirs before it died: no count here.)
+    assert all(backlog_of(broker, c) >= 1 for c in clients[1:]), \
+        "the others' parts wait on their own queues"
     processes.worker(queues, settings, name="fleet-kill-2")
     result = settle(graph, ledger, settings, timeout=90)
     print("\n" + result.line("fleet worker kill -9 holding three clients' tasks"))
