@@ -51,6 +51,24 @@ def _session_settings(state: Path, **values: Any) -> Settings:
     )
 
 
+#: The session's started stacks (see ``_session_servers_alive``).
+_session_stacks: list[EmbeddedStack] = []
+
+
+@pytest.fixture(autouse=True)
+def _session_servers_alive() -> None:
+    """A session server that exited during an earlier test (FalkorDB 4.16 has crashed
+    here) is started again before the next test: one crash fails one test, not all the
+    tests after it. Said in the closing summary, with where its log is."""
+    for stack in _session_stacks:
+        for name in stack.restart_dead():
+            _restarted.append(f"{name} (log: {stack.log_dir / name}.log)")
+
+
+#: Session servers started again by ``_session_servers_alive``, for the closing summary.
+_restarted: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def tansu_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings of the session's pip-only stack (Tansu, Redis, FalkorDB), started here."""
@@ -58,9 +76,11 @@ def tansu_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = _session_settings(state)
     stack = EmbeddedStack(settings)
     stack.start()
+    _session_stacks.append(stack)
     try:
         yield settings
     finally:
+        _session_stacks.remove(stack)
         stack.stop()
         print(f"\nembedded stack state and logs: {state}")
 
@@ -89,9 +109,11 @@ def jvm_stack(jvm_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     settings = _session_settings(state, stack="kafka-neo4j")
     stack = JvmStack(settings)
     stack.start()
+    _session_stacks.append(stack)
     try:
         yield settings
     finally:
+        _session_stacks.remove(stack)
         stack.stop()
         print(f"\nkafka-neo4j stack state and logs: {state}")
 
@@ -136,6 +158,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _restarted:
+        terminalreporter.write_sep("!", "SESSION SERVERS EXITED AND WERE STARTED AGAIN",
+                                   red=True, bold=True)
+        for line in _restarted:
+            terminalreporter.write_line(line)
     if _jvm_skipped:
         terminalreporter.write_sep("!", "JVM TIER SKIPPED (Apache Kafka + Neo4j tests did not run)",
                                    red=True, bold=True)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from kgcelery.graph import GraphStore
+from kgcelery.graph.cypher import KEYED_LABELS
+from kgcelery.graph.falkordb_store import FalkorDBStore
 from kgcelery.graph.writer import write_events, write_logs
 from kgcelery.graph.writer_state import write_resources, write_topology
 from kgcelery.model.timeparse import to_epoch
@@ -15,6 +17,7 @@ from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import LogLine, fold_logs
 from kgcelery.normalize.resources import normalize_resource
 from kgcelery.normalize.topology import normalize_topology
+from kgcelery.settings import Settings
 from tests.graph_helpers import count, difference, dump, edges_of, pod, props_of, records
 
 pytestmark = pytest.mark.integration
@@ -271,3 +274,22 @@ def test_awkward_values_survive_the_rows_encoding(graph: GraphStore, client_ids:
                     {"rows": [[value, 1], ["x", value]]})
     assert got == [[value, 1], ["x", value]]
     assert [type(cell) for row in got for cell in row] == [type(value), int, str, type(value)]
+
+
+def test_falkordb_writes_begin_once_a_graphs_indexes_are_built(
+        tansu_stack: Settings, client_ids: list[str]) -> None:
+    """Adding a property to a label's index replaces the index when its build ends; a
+    query planned on the replaced one crashed FalkorDB 4.16. ``ensure_schema`` returns
+    only when every index is built."""
+    store = FalkorDBStore(tansu_stack.graph_uri)
+    client = client_ids[0]
+    try:  # enough nodes that building the indexes takes a while
+        store.run(client, "UNWIND range(1, 200000) AS i CREATE (:Resource:Pod "
+                          "{id: toString(i), uid: toString(i), namespace: 'ns'})")
+        store.ensure_schema(client)
+        statuses = [row[0] for row in store.run(client, "CALL db.indexes() YIELD status "
+                                                        "RETURN status")]
+        assert len(statuses) >= len(KEYED_LABELS) and set(statuses) == {"OPERATIONAL"}
+    finally:
+        store.drop(client)
+        store.close()

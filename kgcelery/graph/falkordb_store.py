@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import orjson
@@ -13,6 +14,10 @@ from kgcelery.clients import database_for
 from kgcelery.errors import GraphUnavailableError
 from kgcelery.graph import cypher
 from kgcelery.graph.base import GraphStore
+
+#: How long a worker waits for a new graph's indexes to be built before it writes.
+INDEX_BUILD_TIMEOUT_S = 60.0
+_INDEXES = "CALL db.indexes() YIELD label, properties, status RETURN label, properties, status"
 
 
 def cypher_literal(value: Any) -> str:
@@ -101,13 +106,18 @@ class FalkorDBStore(GraphStore):
         return list(result.result_set)
 
     def ensure_schema(self, client_id: str) -> None:
+        """Create the graph's missing indexes, then wait until all of them are built.
+
+        FalkorDB builds an index in the background, and adding a property to a label's
+        index replaces that index when the build ends; a query planned on the replaced
+        one crashed FalkorDB 4.16 (SIGSEGV in ``IndexSpec_GetField``, twice here, while
+        several workers began writing one new graph). No write starts before the build.
+        """
         if client_id in self._schema_done:
             return
         wanted = [(label, "id") for label in cypher.KEYED_LABELS] + list(cypher.LOOKUPS)
-        existing: set[tuple[str, str]] = set()
-        for label, properties in self.run(
-                client_id, "CALL db.indexes() YIELD label, properties RETURN label, properties"):
-            existing.update((label, prop) for prop in properties)
+        existing = {(label, prop) for label, properties, _ in self.run(client_id, _INDEXES)
+                    for prop in properties}
         for label, prop in wanted:
             if (label, prop) in existing:
                 continue
@@ -117,7 +127,25 @@ class FalkorDBStore(GraphStore):
             except redis.ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise
+        self._await_indexes(client_id, wanted)
         self._schema_done.add(client_id)
+
+    def _await_indexes(self, client_id: str, wanted: list[tuple[str, str]]) -> None:
+        deadline = time.monotonic() + INDEX_BUILD_TIMEOUT_S
+        pause = 0.005
+        while True:
+            built = {(label, prop) for label, properties, status in self.run(client_id, _INDEXES)
+                     if status == "OPERATIONAL" for prop in properties}
+            pending = sorted(set(wanted) - built)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(f"{label}.{prop}" for label, prop in pending)
+                raise GraphUnavailableError(
+                    f"the indexes of {client_id}'s graph are still being built after "
+                    f"{INDEX_BUILD_TIMEOUT_S:.0f} s: {names}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def drop(self, client_id: str) -> None:
         try:
