@@ -278,9 +278,9 @@ def test_awkward_values_survive_the_rows_encoding(graph: GraphStore, client_ids:
 
 def test_falkordb_writes_begin_once_a_graphs_indexes_are_built(
         tansu_stack: Settings, client_ids: list[str]) -> None:
-    """Adding a property to a label's index replaces the index when its build ends; a
-    query planned on the replaced one crashed FalkorDB 4.16. ``ensure_schema`` returns
-    only when every index is built."""
+    """Indexes are built in the background, and writes while a graph's indexes changed
+    are our reading of a FalkorDB 4.16 crash: ``ensure_schema`` returns only when every
+    index is built (docs/GRAPH.md)."""
     store = FalkorDBStore(tansu_stack.graph_uri)
     client = client_ids[0]
     try:  # enough nodes that building the indexes takes a while

@@ -109,9 +109,10 @@ class FalkorDBStore(GraphStore):
         """Create the graph's missing indexes, then wait until all of them are built.
 
         FalkorDB builds an index in the background, and adding a property to a label's
-        index replaces that index when the build ends; a query planned on the replaced
-        one crashed FalkorDB 4.16 (SIGSEGV in ``IndexSpec_GetField``, twice here, while
-        several workers began writing one new graph). No write starts before the build.
+        index drops and rebuilds its search index; queries on a graph whose indexes were
+        changing are our reading of FalkorDB 4.16's crash (SIGSEGV in
+        ``IndexSpec_GetField``, twice here, once while several workers began writing one
+        new graph). No write starts before every index is built (docs/GRAPH.md).
         """
         if client_id in self._schema_done:
             return
