@@ -30,8 +30,8 @@ from kgcelery.settings import DEFAULT_TOPICS, Settings
 from tests.control_support import control_settings
 from tests.helpers import Processes
 
-CORPUS = Path(os.environ.get("KGCELERY_CORPUS", Path(__file__).parents[1] / ".." / "shared" /
-                             "corpus")).resolve()
+#: Real telemetry from public repositories, in the repository (tests/corpus/README.md).
+CORPUS = Path(os.environ.get("KGCELERY_CORPUS", Path(__file__).parent / "corpus")).resolve()
 _counter = itertools.count(1)
 
 # Property tests explore new examples on every developer run; CI runs the same examples
