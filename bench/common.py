@@ -109,10 +109,5 @@ def descendants(pid: int) -> set[int]:
 
 
 def tree_peak_mb(pid: int) -> float:
-    """Peak RSS of a process plus its children (a Celery worker and its pool)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    try:
-        kids = [int(c) for c in children.read_text().split()]
-    except OSError:
-        kids = []
-    return rss_mb(pid) + sum(tree_peak_mb(kid) for kid in kids)
+    """Peak RSS of a process plus its descendants (a Celery worker and its pool)."""
+    return rss_mb(pid) + sum(rss_mb(kid) for kid in descendants(pid))

@@ -53,6 +53,8 @@ def _session_settings(state: Path, **values: Any) -> Settings:
 
 #: The session's started stacks (see ``_session_servers_alive``).
 _session_stacks: list[EmbeddedStack] = []
+#: Session servers started again by ``_session_servers_alive``, for the closing summary.
+_restarted: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -64,9 +66,6 @@ def _session_servers_alive() -> None:
         for name in stack.restart_dead():
             _restarted.append(f"{name} (log: {stack.log_dir / name}.log)")
 
-
-#: Session servers started again by ``_session_servers_alive``, for the closing summary.
-_restarted: list[str] = []
 
 
 @pytest.fixture(scope="session")

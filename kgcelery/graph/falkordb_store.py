@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Any
@@ -14,10 +15,13 @@ from kgcelery.clients import database_for
 from kgcelery.errors import GraphUnavailableError
 from kgcelery.graph import cypher
 from kgcelery.graph.base import GraphStore
+from kgcelery.retry import Backoff
 
 #: How long a worker waits for a new graph's indexes to be built before it writes.
 INDEX_BUILD_TIMEOUT_S = 60.0
 _INDEXES = "CALL db.indexes() YIELD label, properties, status RETURN label, properties, status"
+#: Between reads of a graph's indexes while they are built: 5 ms, doubling up to 0.5 s.
+_INDEX_POLL = Backoff(0.005, 0.5)
 
 
 def cypher_literal(value: Any) -> str:
@@ -117,36 +121,34 @@ class FalkorDBStore(GraphStore):
         if client_id in self._schema_done:
             return
         wanted = [(label, "id") for label in cypher.KEYED_LABELS] + list(cypher.LOOKUPS)
-        existing = {(label, prop) for label, properties, _ in self.run(client_id, _INDEXES)
-                    for prop in properties}
-        for label, prop in wanted:
-            if (label, prop) in existing:
-                continue
-            try:
-                self.run(client_id, f"CREATE INDEX FOR (n:{cypher.checked_label(label)}) "
-                                    f"ON (n.{prop})")
-            except redis.ResponseError as exc:
-                if "already indexed" not in str(exc):
-                    raise
-        self._await_indexes(client_id, wanted)
-        self._schema_done.add(client_id)
-
-    def _await_indexes(self, client_id: str, wanted: list[tuple[str, str]]) -> None:
         deadline = time.monotonic() + INDEX_BUILD_TIMEOUT_S
-        pause = 0.005
-        while True:
-            built = {(label, prop) for label, properties, status in self.run(client_id, _INDEXES)
+        for attempt in itertools.count():
+            indexes = self.run(client_id, _INDEXES)
+            existing = {(label, prop) for label, properties, _ in indexes
+                        for prop in properties}
+            built = {(label, prop) for label, properties, status in indexes
                      if status == "OPERATIONAL" for prop in properties}
-            pending = sorted(set(wanted) - built)
+            for label, prop in wanted:
+                if (label, prop) not in existing:
+                    self._create_index(client_id, label, prop)
+            pending = [index for index in wanted if index not in built]
             if not pending:
-                return
+                break
             if time.monotonic() > deadline:
                 names = ", ".join(f"{label}.{prop}" for label, prop in pending)
                 raise GraphUnavailableError(
                     f"the indexes of {client_id}'s graph are still being built after "
                     f"{INDEX_BUILD_TIMEOUT_S:.0f} s: {names}")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            time.sleep(_INDEX_POLL.ceiling(attempt))
+        self._schema_done.add(client_id)
+
+    def _create_index(self, client_id: str, label: str, prop: str) -> None:
+        try:
+            self.run(client_id, f"CREATE INDEX FOR (n:{cypher.checked_label(label)}) "
+                                f"ON (n.{prop})")
+        except redis.ResponseError as exc:
+            if "already indexed" not in str(exc):
+                raise
 
     def drop(self, client_id: str) -> None:
         try:
