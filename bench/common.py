@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
+import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from kgcelery.demo.warmup import MIX, simulated_records
+from kgcelery.embedded.binaries import falkordb_module, redis_server_binary
+from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port
 from kgcelery.kafka import producer_config
 from kgcelery.settings import Settings
@@ -29,6 +36,37 @@ def bench_settings(state: Path, **overrides: object) -> Settings:
     return Settings(state_dir=state, embedded_kafka_port=free_port(),
                     embedded_broker_port=free_port(), embedded_graph_port=free_port(),
                     embedded_neo4j_port=free_port(), dlq_guard_ratio=1.0, **overrides)  # type: ignore[arg-type]
+
+
+@contextmanager
+def falkordb() -> Iterator[tuple[str, int]]:
+    """A FalkorDB of our own on a free port; yields its URL and its server's pid."""
+    settings = Settings()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="kgcelery-bench-") as state:
+        process = ManagedProcess(
+            "bench-falkordb",
+            [str(redis_server_binary(settings)), "--port", str(port), "--bind", "127.0.0.1",
+             "--dir", state, "--save", "", "--appendonly", "no",
+             "--loadmodule", str(falkordb_module(settings))],
+            run_dir=Path(state) / "run", log_dir=Path(state) / "logs")
+        process.start()
+        try:
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+            process.wait_until(lambda: bool(client.ping()), timeout=30, what="answering")
+            client.close()
+            yield f"redis://127.0.0.1:{port}", process.pid or 0
+        finally:
+            process.stop()
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process has used so far (user and system, from /proc; 0 if gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sample_records(count: int, seed: int = 7) -> list[tuple[str, bytes]]:

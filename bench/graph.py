@@ -34,11 +34,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import redis
-from common import exit_on_sigterm
+from common import exit_on_sigterm, falkordb
 
-from kgcelery.embedded.binaries import falkordb_module, redis_server_binary
-from kgcelery.embedded.process import ManagedProcess
 from kgcelery.embedded.stack import free_port
 from kgcelery.graph.base import GraphStore
 from kgcelery.graph.falkordb_store import FalkorDBStore
@@ -104,28 +101,6 @@ def synthetic_pods(count: int, rng: random.Random) -> list[dict[str, Any]]:
                            "restartCount": i % 4, "state": {"running": {
                                "startedAt": stamp(1_768_230_100)}}}]}})
     return pods
-
-
-@contextmanager
-def falkordb() -> Iterator[str]:
-    """A FalkorDB of our own on a free port; yields its URL."""
-    settings = Settings()
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="kgcelery-bench-") as state:
-        process = ManagedProcess(
-            "bench-falkordb",
-            [str(redis_server_binary(settings)), "--port", str(port), "--bind", "127.0.0.1",
-             "--dir", state, "--save", "", "--appendonly", "no",
-             "--loadmodule", str(falkordb_module(settings))],
-            run_dir=Path(state) / "run", log_dir=Path(state) / "logs")
-        process.start()
-        try:
-            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-            process.wait_until(lambda: bool(client.ping()), timeout=30, what="answering")
-            client.close()
-            yield f"redis://127.0.0.1:{port}"
-        finally:
-            process.stop()
 
 
 @contextmanager
@@ -214,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     results: dict[str, tuple[Rate, Rate, Rate, Rate]] = {}
-    with falkordb() as url:
+    with falkordb() as (url, _pid):
         results["graph"] = measure(FalkorDBStore(url), events, pods, args.single,
                                    args.warm_passes, args.passes)
     if args.neo4j:

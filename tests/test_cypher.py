@@ -132,3 +132,39 @@ def test_versions_sort_by_time_then_resource_version_then_rank() -> None:
     assert version(None) < version(0.001)
     # Different content at the same time and resourceVersion never ties.
     assert version(10.0, "5", content="a") != version(10.0, "5", content="b")
+
+
+def test_statements_run_together_each_read_their_own_parameters() -> None:
+    joined = cypher.together((
+        "UNWIND $rows AS r MATCH (n:Resource {id: r.id}) SET n.at = $cluster",
+        "UNWIND $rows AS r MATCH (n:Resource {client: $client, id: r.id}) SET n.x = 1",
+        "UNWIND $uids AS u MATCH (n:Resource {uid: u}) RETURN u"), ("cluster",))
+    assert joined == (
+        "UNWIND $rows0 AS r MATCH (n:Resource {id: r.id}) SET n.at = $cluster "
+        "WITH count(*) AS done1 "
+        "UNWIND $rows1 AS r MATCH (n:Resource {client: $client, id: r.id}) SET n.x = 1 "
+        "WITH count(*) AS done2 UNWIND $uids2 AS u MATCH (n:Resource {uid: u}) RETURN u")
+    with pytest.raises(ValueError, match="only the last"):
+        cypher.together(("MATCH (n) RETURN n", "MATCH (n) SET n.x = 1"))
+
+
+def test_a_statement_never_joins_one_that_wrote_the_edges_it_reads() -> None:
+    implied = (cypher_state.retract_scheduling(OWN_GRAPH),
+               cypher_state.assert_scheduling(OWN_GRAPH),
+               cypher_state.retract_owners(OWN_GRAPH), cypher_state.assert_owners(OWN_GRAPH),
+               cypher_state.service_selection(OWN_GRAPH, True),
+               cypher_state.service_selection(OWN_GRAPH, False),
+               cypher_state.pod_selection(OWN_GRAPH, True),
+               cypher_state.pod_selection(OWN_GRAPH, False),
+               cypher_state.upsert_containers(OWN_GRAPH),
+               cypher_state.adoptable_placeholders(OWN_GRAPH))
+    # The pods' selection reads SELECTS edges the services' selection may have created.
+    assert cypher.sittings(implied) == [(0, 6), (6, 10)]
+    edges = cypher_state.write_edges(OWN_GRAPH, "OWNS", "Deployment", "ReplicaSet")
+    assert cypher.sittings((edges, edges)) == [(0, 1), (1, 2)]
+    # Namespace links go from each part's own objects.
+    assert cypher.sittings((cypher.merge_objects(OWN_GRAPH, "Pod"),
+                            cypher.merge_objects(OWN_GRAPH, "Node"))) == [(0, 2)]
+    assert cypher.sittings(()) == []
+    with pytest.raises(ValueError, match="sittings"):
+        cypher.together((edges, edges))

@@ -15,7 +15,7 @@ from kgcelery.graph.writer_state import write_resources, write_topology
 from kgcelery.model.timeparse import to_epoch
 from kgcelery.normalize.events import normalize_event
 from kgcelery.normalize.logs import LogLine, fold_logs
-from kgcelery.normalize.resources import normalize_resource
+from kgcelery.normalize.resources import ResourceRecord, normalize_resource
 from kgcelery.normalize.topology import normalize_topology
 from kgcelery.settings import Settings
 from tests.graph_helpers import count, difference, dump, edges_of, pod, props_of, records
@@ -37,6 +37,19 @@ def both_orders(graph: GraphStore, clients: list[str],
     one, other = dump(graph, forward), dump(graph, backward)
     assert one == other, difference(one, other)
     return forward
+
+
+def statements_of(graph: GraphStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements ``graph`` runs from now on (the store still runs them)."""
+    statements: list[str] = []
+    real_run = graph.run
+
+    def run(client_id: str, query: str, params: object = None) -> object:
+        statements.append(query)
+        return real_run(client_id, query, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(graph, "run", run)
+    return statements
 
 
 def resources(*values: object) -> Callable[[GraphStore, str], object]:
@@ -85,14 +98,7 @@ def test_objects_the_graph_has_are_updated_in_one_statement_whatever_their_label
                  "namespace": "shop", "name": "settings"}]
 
     write_resources(graph, client, records(*state(T1, "Pending")))
-    statements: list[str] = []
-    real_run = graph.run
-
-    def run(client_id: str, query: str, params: object = None) -> object:
-        statements.append(query)
-        return real_run(client_id, query, params)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(graph, "run", run)
+    statements = statements_of(graph, monkeypatch)
     write_resources(graph, client, records(*state(T2, "Running")))
     upserts = [q for q in statements if "$cluster" in q]
     # Known objects of four labels and one deletion: one statement per operation, and
@@ -200,6 +206,32 @@ def test_service_selection_follows_labels_and_selectors(graph: GraphStore,
     # Change the selector: it selects the db pod.
     write_resources(graph, client, records(service(T4, {"app": "db"})))
     assert edges_of(graph, client, "SELECTS") == {("Service/shop/web", "Pod/shop/db-1")}
+
+
+def test_a_batchs_implied_edges_take_two_statements_and_are_never_twinned(
+        graph: GraphStore, client_ids: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edges a batch's state implies and the search for placeholders are joined
+    into two statements (writer.run_together), cut where FalkorDB would not see an
+    edge the same statement created: here the services' selection creates the SELECTS
+    edge that the pods' selection then MERGEs, a twin if it ran in the same statement."""
+    client = client_ids[0]
+
+    def batch(at: str) -> list[ResourceRecord]:
+        return records(service(at, {"app": "web"}), pod("web-1", at, labels={"app": "web"}),
+                       pod("web-2", at, labels={"app": "web"}))
+
+    write_resources(graph, client, batch(T1))
+    statements = statements_of(graph, monkeypatch)
+    write_resources(graph, client, batch(T2))
+    written = list(statements)
+    for rel, expected in (("SELECTS", 2), ("SCHEDULED_ON", 2), ("OWNS", 2)):
+        rows = graph.run(client, f"MATCH ()-[e:{rel}]->() RETURN count(e)")
+        assert rows == [[expected]], (rel, rows)
+    assert edges_of(graph, client, "SELECTS") == {
+        ("Service/shop/web", "Pod/shop/web-1"), ("Service/shop/web", "Pod/shop/web-2")}
+    joined = [q for q in written if "WITH count(*) AS done" in q]
+    # The update of known objects, the read of nodes and owners, the joined two.
+    assert len(joined) == 2 and len(written) == 4, written
 
 
 def test_an_event_before_its_object_links_to_the_node_the_object_fills(

@@ -22,6 +22,7 @@ from kgcelery.graph.writer import (
     fold,
     merge_objects,
     run_chunks,
+    run_together,
     scope_of,
 )
 from kgcelery.model.objects import (
@@ -69,8 +70,10 @@ def _resolve_deletes(store: GraphStore, client_id: str,
     return resolved
 
 
-def _implied(store: GraphStore, client_id: str, current: list[ResourceRecord]) -> None:
-    """The edges the state of these (possibly current) observations implies."""
+def _implied(store: GraphStore, client_id: str,
+             current: list[ResourceRecord]) -> list[tuple[str, list[Row]]]:
+    """Merge the nodes and owners these (possibly current) observations name; return
+    the writes of the edges their state implies (for ``writer.run_together``)."""
     scope = scope_of(store)
     pods = [r for r in current if r.kind == "Pod"]
     services = [r for r in current if r.kind == "Service"]
@@ -84,27 +87,28 @@ def _implied(store: GraphStore, client_id: str, current: list[ResourceRecord]) -
           for p in scheduled),
         *((label_for(o.kind), object_ref(o.id, o.kind, o.namespace, o.name, o.uid))
           for r, o in owned)], remembered=False)
-    if pods:
-        run_chunks(store, client_id, cypher_state.retract_scheduling(scope),
-                   [{"id": p.id, "v": p.v, "node_id": object_id("Node", None, p.node)
-                     if p.node else ""} for p in pods])
-        run_chunks(store, client_id, cypher_state.assert_scheduling(scope),
-                   [{"id": p.id, "v": p.v, "node_id": object_id("Node", None, p.node)}
-                    for p in scheduled])
-    run_chunks(store, client_id, cypher_state.retract_owners(scope),
-               [{"id": r.id, "v": r.v, "owner_ids": [o.id for o in r.owners]} for r in current])
-    run_chunks(store, client_id, cypher_state.assert_owners(scope),
-               [{"id": r.id, "v": r.v, "owner_id": o.id} for r, o in owned])
-    for records, query in ((services, cypher_state.service_selection),
-                           (pods, cypher_state.pod_selection)):
-        if records:
-            rows = [{"id": r.id, "v": r.v} for r in records]
-            run_chunks(store, client_id, query(scope, True), rows)
-            run_chunks(store, client_id, query(scope, False), rows)
-    containers = [c.row() for p in pods for c in p.containers]
-    if containers:
-        run_chunks(store, client_id, cypher_state.upsert_containers(scope),
-                   fold(containers, key="id"))
+    service_rows = [{"id": r.id, "v": r.v} for r in services]
+    pod_rows = [{"id": r.id, "v": r.v} for r in pods]
+    # One statement with the search for placeholders (writer.adopt_placeholders):
+    # a small batch ran up to ten.
+    return [
+        (cypher_state.retract_scheduling(scope),
+         [{"id": p.id, "v": p.v, "node_id": object_id("Node", None, p.node) if p.node else ""}
+          for p in pods]),
+        (cypher_state.assert_scheduling(scope),
+         [{"id": p.id, "v": p.v, "node_id": object_id("Node", None, p.node)}
+          for p in scheduled]),
+        (cypher_state.retract_owners(scope),
+         [{"id": r.id, "v": r.v, "owner_ids": [o.id for o in r.owners]} for r in current]),
+        (cypher_state.assert_owners(scope),
+         [{"id": r.id, "v": r.v, "owner_id": o.id} for r, o in owned]),
+        (cypher_state.service_selection(scope, True), service_rows),
+        (cypher_state.service_selection(scope, False), service_rows),
+        (cypher_state.pod_selection(scope, True), pod_rows),
+        (cypher_state.pod_selection(scope, False), pod_rows),
+        (cypher_state.upsert_containers(scope),
+         fold([c.row() for p in pods for c in p.containers], key="id")),
+    ]
 
 
 def _tombstone_rows(tombstones: Iterable[ResourceRecord | TargetRecord]) -> list[Row]:
@@ -154,14 +158,15 @@ def write_resources(store: GraphStore, client_id: str,
             run_chunks(store, client_id, cypher_state.upsert_resources(scope, label),
                        new_rows, cluster=cluster)
     tombstones = [r for r in records if r.op == TOMBSTONE]
-    for by_uid in (False, True):
-        rows = _tombstone_rows(t for t in tombstones if bool(t.uid and not t.id) is by_uid)
-        run_chunks(store, client_id, cypher_state.tombstone_resources(scope, by_uid), rows)
+    run_together(store, client_id, [
+        (cypher_state.tombstone_resources(scope, by_uid),
+         _tombstone_rows(t for t in tombstones if bool(t.uid and not t.id) is by_uid))
+        for by_uid in (False, True)])
     current = [newest[key] for key in sorted(newest) if key[1] == UPSERT]
-    _implied(store, client_id, current)
     # Objects (and owners) that now have a uid may stand where placeholders wait.
     adopt_placeholders(store, client_id, [r.uid for r in newest.values() if r.uid]
-                       + [o.uid for r in current for o in r.owners if o.uid])
+                       + [o.uid for r in current for o in r.owners if o.uid],
+                       writes=_implied(store, client_id, current))
     return len(changes) + len(tombstones)
 
 
@@ -193,8 +198,8 @@ def _remove_edges(store: GraphStore, client_id: str, removals: list[EdgeRemoval]
             newest[(ends[0], ends[1])] = {"from_id": ends[0], "to_id": ends[1],
                                           "tv": removal.v, "at": removal.at}
     rows = [newest[key] for key in sorted(newest)]
-    for rel in sorted(set(TOPOLOGY_TYPES.values())):
-        run_chunks(store, client_id, cypher_state.remove_edges(scope_of(store), rel), rows)
+    run_together(store, client_id, [(cypher_state.remove_edges(scope_of(store), rel), rows)
+                                    for rel in sorted(set(TOPOLOGY_TYPES.values()))])
 
 
 def write_topology(store: GraphStore, client_id: str,
@@ -246,16 +251,18 @@ def write_targets(store: GraphStore, client_id: str, records: Iterable[TargetRec
     scope = scope_of(store)
     upserts = [r for r in records if r.op != TARGET_TOMBSTONE]
     rows = fold(r.row() for r in upserts)
-    run_chunks(store, client_id, cypher_state.upsert_targets(scope), rows)
     newest = {row["id"]: row["v"] for row in rows}
     current = [r for r in upserts if newest[r.id] == r.v]
     merge_objects(store, client_id, [link for r in current for link in r.links],
                   remembered=False)
-    run_chunks(store, client_id, cypher_state.retract_scrapes(scope),
-               [{"id": r.id, "v": r.v, "link_ids": r.row()["link_ids"]} for r in current])
-    run_chunks(store, client_id, cypher_state.assert_scrapes(scope),
-               [{"id": r.id, "v": r.v, "object_id": row["object_id"]}
-                for r in current for _, row in r.links])
-    run_chunks(store, client_id, cypher_state.tombstone_resources(scope, False, PROM_TARGET),
-               _tombstone_rows(r for r in records if r.op == TARGET_TOMBSTONE))
+    # The targets first: the scrapes are of their current state.
+    run_together(store, client_id, [
+        (cypher_state.upsert_targets(scope), rows),
+        (cypher_state.retract_scrapes(scope),
+         [{"id": r.id, "v": r.v, "link_ids": r.row()["link_ids"]} for r in current]),
+        (cypher_state.assert_scrapes(scope),
+         [{"id": r.id, "v": r.v, "object_id": row["object_id"]}
+          for r in current for _, row in r.links]),
+        (cypher_state.tombstone_resources(scope, False, PROM_TARGET),
+         _tombstone_rows(r for r in records if r.op == TARGET_TOMBSTONE))])
     return len(records)
