@@ -114,7 +114,7 @@ lint: install
 	$(BIN)/lint-imports
 
 bench: install
-	@for b in bench/bridge.py bench/broker.py bench/graph.py bench/e2e.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bridge.py bench/broker.py bench/graph.py bench/takes.py bench/e2e.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # Faults at random under a steady stream (tests/soak.py); SOAK_SECONDS=3600 make soak.
 SOAK_SECONDS ?= 300

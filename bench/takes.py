@@ -106,6 +106,11 @@ def median(costs: list[Cost], field: Callable[[Cost], float]) -> float:
     return statistics.median(field(cost) for cost in costs)
 
 
+def ratio(joined: float, apart: float) -> str:
+    """``joined / apart`` as ``0.85x``; a run too short for /proc's 10 ms ticks has none."""
+    return f"{joined / apart:.2f}x" if apart else "n/a (too few takes to time)"
+
+
 def main() -> int:
     exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -144,7 +149,7 @@ def main() -> int:
         (js, jf, jw), (os_, of, ow) = figures
         print(f"takes-{kind}: joined {js:.1f} statements, FalkorDB {jf:.2f} ms, worker "
               f"{jw:.2f} ms a take; one by one {os_:.1f}, {of:.2f} ms, {ow:.2f} ms; "
-              f"FalkorDB {jf / of:.2f}x, worker {jw / ow:.2f}x")
+              f"FalkorDB {ratio(jf, of)}, worker {ratio(jw, ow)}")
     return 0
 
 

@@ -3,8 +3,9 @@ implies, edge records and their tombstones, Prometheus targets and what they scr
 
 Per batch: the objects (those the graph has in one statement, new ones one statement
 per label), tombstones, then what their current state implies (scheduling, owners,
-service selection, containers), each as one statement over the batch; then
-placeholders of uids that now have their object are adopted. Edge records whose ends
+service selection, containers) and the search for placeholders of uids that now have
+their object, joined into two statements (``writer.run_together``); then those
+placeholders are adopted. Edge records whose ends
 are known only by uid are resolved through the ``uid`` index first; an unknown uid
 gets a placeholder node (see ``model``).
 """
