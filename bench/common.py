@@ -60,6 +60,23 @@ def falkordb() -> Iterator[tuple[str, int]]:
             process.stop()
 
 
+@contextmanager
+def neo4j() -> Iterator[tuple[str, int]]:
+    """A Neo4j Community of our own (the kafka-neo4j stack's) on a free port; its URI and
+    its JVM's pid."""
+    from kgcelery.embedded.jvm_stack import JvmStack
+
+    with tempfile.TemporaryDirectory(prefix="kgcelery-bench-neo4j-") as state:
+        settings = Settings(stack="kafka-neo4j", state_dir=Path(state),
+                            embedded_neo4j_port=free_port(), jvm_heap_mb=1024)
+        service = JvmStack(settings, create_topics=False).graph
+        service.start()
+        try:
+            yield settings.graph_uri, service.process.pid or 0
+        finally:
+            service.stop()
+
+
 def cpu_s(pid: int) -> float:
     """CPU seconds a process has used so far (user and system, from /proc; 0 if gone)."""
     try:

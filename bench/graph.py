@@ -24,19 +24,15 @@ import gc
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from common import exit_on_sigterm, falkordb
+from common import exit_on_sigterm, falkordb, neo4j
 
-from kgcelery.embedded.stack import free_port
 from kgcelery.graph.base import GraphStore
 from kgcelery.graph.falkordb_store import FalkorDBStore
 from kgcelery.graph.writer import write_events
@@ -101,22 +97,6 @@ def synthetic_pods(count: int, rng: random.Random) -> list[dict[str, Any]]:
                            "restartCount": i % 4, "state": {"running": {
                                "startedAt": stamp(1_768_230_100)}}}]}})
     return pods
-
-
-@contextmanager
-def neo4j() -> Iterator[str]:
-    """A Neo4j Community of our own (the kafka-neo4j stack's) on a free port; its URI."""
-    from kgcelery.embedded.jvm_stack import JvmStack
-
-    with tempfile.TemporaryDirectory(prefix="kgcelery-bench-neo4j-") as state:
-        settings = Settings(stack="kafka-neo4j", state_dir=Path(state),
-                            embedded_neo4j_port=free_port(), jvm_heap_mb=1024)
-        service = JvmStack(settings, create_topics=False).graph
-        service.start()
-        try:
-            yield settings.graph_uri
-        finally:
-            service.stop()
 
 
 @dataclass(frozen=True)
@@ -200,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if why_not:
             print(f"graph-neo4j: not measured: {why_not.splitlines()[0]}")
         else:
-            with neo4j() as uri:
+            with neo4j() as (uri, _pid):
                 store = Neo4jStore(uri, user="neo4j", password="", tenancy="property")
                 results["graph-neo4j"] = measure(store, events, pods, args.single,
                                                  args.warm_passes, args.passes)

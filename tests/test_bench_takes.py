@@ -19,7 +19,7 @@ BENCH = Path(__file__).parents[1] / "bench" / "takes.py"
 def test_the_takes_bench_runs_and_joins_a_resource_takes_statements() -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH), "--clients", "2", "--warm", "1", "--rounds", "2",
-         "--passes", "1", "--kinds", "resource,log"],
+         "--passes", "1", "--kinds", "resource,log", "--no-neo4j"],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = {line.split(":")[0]: line for line in done.stdout.splitlines()
