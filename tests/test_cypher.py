@@ -166,5 +166,7 @@ def test_a_statement_never_joins_one_that_wrote_the_edges_it_reads() -> None:
     assert cypher.sittings((cypher.merge_objects(OWN_GRAPH, "Pod"),
                             cypher.merge_objects(OWN_GRAPH, "Node"))) == [(0, 2)]
     assert cypher.sittings(()) == []
+    # An edge of any type may be one an earlier part created.
+    assert cypher.sittings((edges, "MATCH (n:Resource)-[e]->() RETURN e")) == [(0, 1), (1, 2)]
     with pytest.raises(ValueError, match="sittings"):
         cypher.together((edges, edges))

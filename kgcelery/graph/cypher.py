@@ -95,8 +95,9 @@ SHARED_GRAPH = Scope(client_key=True)
 
 _PARAMETER = re.compile(r"\$(\w+)")
 _RETURN = re.compile(r"\bRETURN\b")
-_NAMED_EDGE = re.compile(r"-\[\w*:(\w+)")
-_WRITTEN_EDGE = re.compile(r"(?:MERGE|CREATE) \(\w*\)-\[\w*:(\w+)")
+_TYPED_EDGE = re.compile(r"-\[\w*:(\w+)")
+_UNTYPED_EDGE = re.compile(r"-\[\w*\]")
+_WRITES = re.compile(r"\b(?:MERGE|CREATE)\b")
 #: Edges a part links its own objects with; no other part of a statement writes those
 #: objects (writers partition them: one label's part per object).
 _OWN_EDGES = frozenset({"IN_NAMESPACE"})
@@ -106,17 +107,19 @@ def sittings(statements: tuple[str, ...]) -> list[tuple[int, int]]:
     """``statements`` cut into runs ``[start, end)`` that :func:`together` may join.
 
     XXX: FalkorDB 4.16 does not see an edge created earlier in the same statement (a
-    later MERGE creates a twin, a later MATCH misses it); nodes and properties it sees.
-    So a part that names a relationship type an earlier part of its run writes begins
-    a new run.
+    later MERGE creates a twin, a later MATCH misses it); nodes, properties and deleted
+    edges it sees. So a part begins a new run when it names a relationship type (or an
+    edge of any type) that an earlier part of its run named while it MERGEd or CREATEd.
     """
     runs: list[tuple[int, int]] = []
     start, written = 0, set[str]()
     for i, statement in enumerate(statements):
-        if written & (set(_NAMED_EDGE.findall(statement)) - _OWN_EDGES):
+        named = set(_TYPED_EDGE.findall(statement)) - _OWN_EDGES
+        if written & named or (written and _UNTYPED_EDGE.search(statement)):
             runs.append((start, i))
             start, written = i, set[str]()
-        written |= set(_WRITTEN_EDGE.findall(statement))
+        if _WRITES.search(statement):
+            written |= named
     return [*runs, (start, len(statements))] if statements else []
 
 

@@ -5,9 +5,9 @@ Per batch: the objects (those the graph has in one statement, new ones one state
 per label), tombstones, then what their current state implies (scheduling, owners,
 service selection, containers) and the search for placeholders of uids that now have
 their object, joined into two statements (``writer.run_together``); then those
-placeholders are adopted. Edge records whose ends
-are known only by uid are resolved through the ``uid`` index first; an unknown uid
-gets a placeholder node (see ``model``).
+placeholders are adopted. Edge records whose ends are known only by uid are resolved
+through the ``uid`` index first; an unknown uid gets a placeholder node (see
+``model``).
 """
 
 from __future__ import annotations
