@@ -278,6 +278,41 @@ def test_log_counts_add_up_once_per_batch(graph: GraphStore, client_ids: list[st
                                                          "Container/shop/web-1/web")}
 
 
+def test_log_emitters_are_linked_by_the_batch_that_first_counts_their_lines(
+        graph: GraphStore, client_ids: list[str]) -> None:
+    """A container first seen in logs gets its pod and namespace; later batches only add
+    to its counts (they do not MERGE links again: the edge removed by hand below stays
+    removed); a graph dropped behind the writer's back is linked again, since what
+    decides is the graph (no log lines yet), not the writer's memory."""
+    client = client_ids[0]
+
+    def batch(name: str, *pods: str) -> None:
+        write_logs(graph, client, fold_logs(
+            [LogLine("shop", pod, "web", "", "info", 9.0, "GET / 200") for pod in pods]
+            + [LogLine("shop", "web-1", "", "", "info", 9.0, "pod line")]), name)
+
+    batch("b1", "web-1", "web-2")
+    linked = {("Pod/shop/web-1", "Container/shop/web-1/web"),
+              ("Pod/shop/web-2", "Container/shop/web-2/web")}
+    assert edges_of(graph, client, "HAS_CONTAINER") == linked
+    assert edges_of(graph, client, "IN_NAMESPACE") == {
+        ("Pod/shop/web-1", "Namespace/shop"), ("Pod/shop/web-2", "Namespace/shop")}
+    assert graph.run(client, "MATCH ()-[e:IN_NAMESPACE]->() RETURN count(e)") == [[2]]
+    graph.run(client, "MATCH (:Pod {name: 'web-2'})-[e:HAS_CONTAINER]->() DELETE e")
+    batch("b2", "web-1", "web-2", "web-3")
+    assert edges_of(graph, client, "HAS_CONTAINER") == (
+        linked - {("Pod/shop/web-2", "Container/shop/web-2/web")}
+        | {("Pod/shop/web-3", "Container/shop/web-3/web")})
+    assert graph.run(client, "MATCH (c:Container {name: 'web'}) RETURN sum(c.log_lines)") == [
+        [5]]
+    graph.run(client, "MATCH (n) DETACH DELETE n")  # as another process's drop would
+    batch("b3", "web-2")
+    assert edges_of(graph, client, "HAS_CONTAINER") == {
+        ("Pod/shop/web-2", "Container/shop/web-2/web")}
+    assert edges_of(graph, client, "IN_NAMESPACE") == {
+        ("Pod/shop/web-2", "Namespace/shop"), ("Pod/shop/web-1", "Namespace/shop")}
+
+
 def test_awkward_values_survive_the_parameter_encoding(graph: GraphStore,
                                                        client_ids: list[str]) -> None:
     client = client_ids[0]

@@ -38,17 +38,25 @@ def write_alerts(scope: Scope, with_object: bool) -> str:
 
 def _emitter_links(scope: Scope, label: str) -> str:
     """A container's pod and the pod's namespace; a pod's namespace; nothing for nodes.
-    (Container and pod emitters always have a namespace: logs.LogLine.emitter.)"""
+    (Container and pod emitters always have a namespace: logs.LogLine.emitter.)
+
+    Only for an emitter without log lines yet (``fresh``): the statement that first
+    counts an emitter's lines links it, in the same atomic write, and nothing removes
+    those links, so a later batch would only MERGE what is there (on FalkorDB that was
+    two fifths of a small log batch's statement).
+    """
     ns_id = "'Namespace/' + r.namespace"
     namespace = (f"MERGE {scope.object_key('ns', 'Namespace', ns_id)} ON CREATE SET "
                  "ns.kind = 'Namespace', ns.name = r.namespace, ns.namespace = '' ")
     if label == "Container":
-        return (f"MERGE {scope.object_key('p', 'Pod', 'r.pod_id')} ON CREATE SET "
-                "p.kind = 'Pod', p.name = r.pod, p.namespace = r.namespace "
-                f"MERGE (p)-[:HAS_CONTAINER]->(c) {namespace}MERGE (p)-[:IN_NAMESPACE]->(ns) ")
-    if label == "Pod":
-        return f"{namespace}MERGE (c)-[:IN_NAMESPACE]->(ns) "
-    return ""
+        links = (f"MERGE {scope.object_key('p', 'Pod', 'r.pod_id')} ON CREATE SET "
+                 "p.kind = 'Pod', p.name = r.pod, p.namespace = r.namespace "
+                 f"MERGE (p)-[:HAS_CONTAINER]->(c) {namespace}MERGE (p)-[:IN_NAMESPACE]->(ns)")
+    elif label == "Pod":
+        links = f"{namespace}MERGE (c)-[:IN_NAMESPACE]->(ns)"
+    else:
+        return ""
+    return f"FOREACH (_ IN CASE WHEN fresh THEN [1] ELSE [] END | {links}) "
 
 
 @lru_cache(maxsize=8)
@@ -75,6 +83,8 @@ def write_log_patterns(scope: Scope, emitter_label: str) -> str:
         "WITH nb UNWIND $rows AS r "
         f"MERGE {scope.object_key('c', emitter_label, 'r.id')} ON CREATE SET "
         f"c.kind = '{kind}', c.name = r.name, c.namespace = r.namespace "
+        # Projected before the SET that changes it (see cypher_state._GONE's XXX).
+        "WITH nb, r, c, c.log_lines IS NULL AS fresh "
         "SET c.log_lines = coalesce(c.log_lines, 0) + r.lines, "
         "c.info_lines = coalesce(c.info_lines, 0) + r.info_lines "
         f"{_emitter_links(scope, emitter_label)}"
