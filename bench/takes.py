@@ -80,7 +80,7 @@ def statements_one_by_one() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Cost:
-    """Per take: statements, FalkorDB's CPU and this process's (the worker's) in ms."""
+    """Per take: statements, the graph server's CPU and this process's (the worker's), ms."""
 
     statements: float
     server_ms: float

@@ -56,6 +56,7 @@ from common import (
     KINDS,
     bench_settings,
     committed,
+    cpu_s,
     descendants,
     exit_on_sigterm,
     new_producer,
@@ -325,16 +326,14 @@ def _measure(mode: str, tenants: Tenants, settings: Settings, state: Path, stack
 def workers_cpu_s() -> float:
     """CPU seconds used so far by this run's Celery workers: every process below this one
     that runs a Celery worker, pool processes included (from /proc; 0 elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in descendants(os.getpid()):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
         if b"celery" in command and b"worker" in command:
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total += cpu_s(pid)
     return total
 
 

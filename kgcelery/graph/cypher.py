@@ -103,6 +103,7 @@ _WRITES = re.compile(r"\b(?:MERGE|CREATE)\b")
 _OWN_EDGES = frozenset({"IN_NAMESPACE"})
 
 
+@lru_cache(maxsize=64)
 def sittings(statements: tuple[str, ...]) -> list[tuple[int, int]]:
     """``statements`` cut into runs ``[start, end)`` that :func:`together` may join.
 

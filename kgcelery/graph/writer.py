@@ -200,11 +200,8 @@ def adopt_placeholders(store: GraphStore, client_id: str, uids: Iterable[str],
     placeholders are one statement."""
     scope = scope_of(store)
     wanted = sorted(set(uids))
-    if not wanted:
-        run_together(store, client_id, writes)
-        return 0
-    rows = run_together(store, client_id, writes,
-                        then=(cypher_state.adoptable_placeholders(scope), {"uids": wanted}))
+    search = (cypher_state.adoptable_placeholders(scope), {"uids": wanted}) if wanted else None
+    rows = run_together(store, client_id, writes, then=search)
     ready = sorted({row[0] for row in rows})
     if not ready:
         return 0
